@@ -1,0 +1,22 @@
+# Two commands for a fresh machine (see README.md):
+#   make test                    install into .venv, run the test suite
+#   make reproduce SCALE=smoke   install into .venv, run every notebook at a scale
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SCALE ?= smoke
+
+.PHONY: install test reproduce clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,238 @@
+"""Model configurations and the table of named variants.
+
+Every config is a dataclass whose defaults are the paper's values (ViT-B/16 at
+224 px, 1000 classes). Named variants are parsed from strings such as
+``"ViT-B/16"``, ``"R50x1"`` or ``"R50+ViT-B/16"``; the tables below say which
+table of which paper each row comes from.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+ImageSize = Union[int, tuple[int, int]]
+
+POS_EMBED_KINDS = ("none", "1d", "2d", "relative")
+POOL_KINDS = ("cls", "gap")
+
+
+@dataclass(frozen=True)
+class ViTSize:
+    """Width, depth, MLP size and heads of one ViT size, and where it comes from."""
+
+    embed_dim: int
+    depth: int
+    mlp_dim: int
+    num_heads: int
+    source: str
+
+
+# Paper Table 1 for B/L/H; Ti and S come from later work (DeiT, Touvron et al.
+# 2021; "How to train your ViT", Steiner et al. 2021). XS and XXS are this
+# project's own, so that the cpu and smoke scales can train in minutes on 2 cores.
+VIT_SIZES: dict[str, ViTSize] = {
+    "XXS": ViTSize(64, 4, 128, 2, "repro (smoke/cpu scale), not in the paper"),
+    "XS": ViTSize(128, 6, 256, 4, "repro (cpu scale), not in the paper"),
+    "Ti": ViTSize(192, 12, 768, 3, "DeiT / Steiner et al. 2021 (not in the paper)"),
+    "S": ViTSize(384, 12, 1536, 6, "DeiT / Steiner et al. 2021 (not in the paper)"),
+    "B": ViTSize(768, 12, 3072, 12, "paper Table 1"),
+    "L": ViTSize(1024, 24, 4096, 16, "paper Table 1"),
+    "H": ViTSize(1280, 32, 5120, 16, "paper Table 1"),
+}
+
+# BiT ResNet-v2 depths -> blocks per stage (Kolesnikov et al. 2020, Table 5 of
+# the ViT paper lists R50x1 ... R152x2). R14 and R26 are the small ResNets
+# used for the cheap scales (timm has R26 too).
+RESNET_LAYERS: dict[int, tuple[int, int, int, int]] = {
+    14: (1, 1, 1, 1),
+    26: (2, 2, 2, 2),
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+}
+
+# Stride of the BiT/hybrid stem (7x7 conv stride 2 + 3x3 max-pool stride 2).
+STEM_STRIDE = 4
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """The Vision Transformer of Eq. 1-4. Defaults: ViT-B/16 at 224 px (Table 1)."""
+
+    img_size: tuple[int, int] = (224, 224)
+    patch_size: int = 16
+    in_chans: int = 3
+    num_classes: int = 1000
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_dim: int = 3072
+    pos_embed: str = "1d"            # none | 1d | 2d | relative (App. D.4)
+    pool: str = "cls"                # cls | gap (App. D.3)
+    representation_size: Optional[int] = None  # tanh pre-logits at pre-training
+    dropout: float = 0.0             # 0.1 for ImageNet pre-training (App. B)
+    attn_dropout: float = 0.0
+    drop_path: float = 0.0           # not in the paper; later ViT recipes use it
+    layer_norm_eps: float = 1e-6     # as in the official code and timm
+
+    def __post_init__(self):
+        if self.pos_embed not in POS_EMBED_KINDS:
+            raise ValueError(f"pos_embed={self.pos_embed!r}; choose one of {POS_EMBED_KINDS}")
+        if self.pool not in POOL_KINDS:
+            raise ValueError(f"pool={self.pool!r}; choose one of {POOL_KINDS}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
+        if self.pos_embed == "2d" and self.embed_dim % 2:
+            raise ValueError("pos_embed='2d' needs an even embed_dim (X and Y tables of D/2 each)")
+
+
+@dataclass(frozen=True)
+class BiTConfig:
+    """BiT ResNet-v2 (GroupNorm + Weight Standardization). Defaults: R50x1."""
+
+    layers: tuple[int, ...] = (3, 4, 6, 3)
+    width_factor: int = 1
+    num_classes: int = 1000
+    in_chans: int = 3
+    img_size: tuple[int, int] = (224, 224)  # only recorded; the ResNet takes any size
+    stem: str = "fixed"              # fixed (BiT: 7x7/2 + max-pool) | cifar (3x3/1, no pool)
+    drop_path: float = 0.0
+
+    def __post_init__(self):
+        if self.stem not in ("fixed", "cifar"):
+            raise ValueError(f"stem={self.stem!r}; choose 'fixed' (BiT) or 'cifar' (3x3 stride 1, for 32 px)")
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """A ViT on a ResNet feature map (Sec. 3.1). Defaults: R50+ViT-B/16.
+
+    ``backbone_layers`` are the ResNet stages kept; the paper's R50 drops stage 4
+    and moves its 3 blocks into stage 3, so (3, 4, 6, 3) becomes (3, 4, 9), which
+    gives a 14x14 map at 224 px. ``vit.patch_size`` is the patch size on the
+    feature map (1 in the paper's /16 hybrids).
+    """
+
+    backbone_layers: tuple[int, ...] = (3, 4, 9)
+    vit: ViTConfig = field(default_factory=lambda: ViTConfig(patch_size=1))
+
+    @property
+    def backbone_stride(self) -> int:
+        """Pixels per feature-map cell: stem stride 4, then x2 for every stage after the first."""
+        return STEM_STRIDE * 2 ** (len(self.backbone_layers) - 1)
+
+
+ModelConfig = Union[ViTConfig, BiTConfig, HybridConfig]
+
+_VIT_RE = re.compile(r"^ViT-(?P<size>[A-Za-z]+)/(?P<patch>\d+)$")
+_BIT_RE = re.compile(r"^R(?P<depth>\d+)x(?P<width>\d+)$")
+_HYBRID_RE = re.compile(r"^R(?P<depth>\d+)\+ViT-(?P<size>[A-Za-z]+)/(?P<patch>\d+)$")
+
+# Examples for error messages and docs; every size x patch combination parses.
+EXAMPLE_NAMES = (
+    "ViT-B/16", "ViT-L/16", "ViT-H/14", "ViT-B/32", "ViT-Ti/16", "ViT-S/16", "ViT-Ti/4", "ViT-XS/4",
+    "R50x1", "R101x1", "R152x2", "R26x1", "R14x1",
+    "R50+ViT-B/16", "R50+ViT-L/32", "R26+ViT-Ti/8", "R26+ViT-XS/4",
+)
+
+
+def to_2tuple(size: ImageSize) -> tuple[int, int]:
+    """An int or (H, W) as an (H, W) tuple of ints."""
+    if isinstance(size, int):
+        return (size, size)
+    size = tuple(size)
+    if len(size) != 2 or not all(isinstance(s, int) for s in size):
+        raise ValueError(f"image size must be an int or (height, width), got {size!r}")
+    return size
+
+
+def describe_variants() -> str:
+    """A human-readable list of the valid model names, for error messages."""
+    sizes = ", ".join(VIT_SIZES)
+    depths = ", ".join(str(d) for d in RESNET_LAYERS)
+    return (
+        f"ViT-<size>/<patch> with size in {{{sizes}}} (e.g. ViT-B/16); "
+        f"R<depth>x<width> with depth in {{{depths}}} (e.g. R50x1); "
+        f"R<depth>+ViT-<size>/<patch> hybrids (e.g. R50+ViT-B/16). Examples: {', '.join(EXAMPLE_NAMES)}"
+    )
+
+
+def _vit_size(name: str, size: str) -> ViTSize:
+    if size not in VIT_SIZES:
+        raise ValueError(f"unknown ViT size {size!r} in {name!r}. Valid names: {describe_variants()}")
+    return VIT_SIZES[size]
+
+
+def _resnet_layers(name: str, depth: int) -> tuple[int, int, int, int]:
+    if depth not in RESNET_LAYERS:
+        raise ValueError(f"unknown ResNet depth {depth} in {name!r}. Valid names: {describe_variants()}")
+    return RESNET_LAYERS[depth]
+
+
+def hybrid_backbone_layers(depth_layers: tuple[int, int, int, int], patch: int) -> tuple[tuple[int, ...], int]:
+    """Stages of the hybrid's ResNet and the patch size left for the ViT.
+
+    Follows the paper's recipe for R50 (drop stage 4, add its blocks to stage 3)
+    for every depth, then keeps as many stages as fit in ``patch``: the stem has
+    stride 4 and stages 2 and 3 each halve the map, so /4 keeps 1 stage, /8 two,
+    /16 three, and /32 keeps three with a 2x2 patch on the feature map.
+    """
+    l1, l2, l3, l4 = depth_layers
+    stages = (l1, l2, l3 + l4)
+    for n_stages in (3, 2, 1):
+        stride = STEM_STRIDE * 2 ** (n_stages - 1)
+        if patch % stride == 0:
+            return stages[:n_stages], patch // stride
+    raise ValueError(f"a hybrid's patch size must be a multiple of {STEM_STRIDE} (the ResNet stem's stride), got {patch}")
+
+
+def parse_variant(name: str, *, num_classes: int = 1000, img_size: ImageSize = 224) -> ModelConfig:
+    """The config of a named variant, with the paper's defaults for everything else."""
+    img_size = to_2tuple(img_size)
+    if m := _VIT_RE.match(name):
+        size = _vit_size(name, m["size"])
+        return ViTConfig(
+            img_size=img_size, patch_size=int(m["patch"]), num_classes=num_classes,
+            embed_dim=size.embed_dim, depth=size.depth, mlp_dim=size.mlp_dim, num_heads=size.num_heads,
+        )
+    if m := _BIT_RE.match(name):
+        return BiTConfig(
+            layers=_resnet_layers(name, int(m["depth"])), width_factor=int(m["width"]),
+            num_classes=num_classes, img_size=img_size,
+        )
+    if m := _HYBRID_RE.match(name):
+        size = _vit_size(name, m["size"])
+        layers, vit_patch = hybrid_backbone_layers(_resnet_layers(name, int(m["depth"])), int(m["patch"]))
+        vit = ViTConfig(
+            img_size=img_size, patch_size=vit_patch, num_classes=num_classes,
+            embed_dim=size.embed_dim, depth=size.depth, mlp_dim=size.mlp_dim, num_heads=size.num_heads,
+        )
+        return HybridConfig(backbone_layers=layers, vit=vit)
+    raise ValueError(f"unknown model name {name!r}. Valid names: {describe_variants()}")
+
+
+def apply_overrides(cfg: ModelConfig, overrides: dict) -> ModelConfig:
+    """A copy of ``cfg`` with ``overrides`` applied; unknown keys are an error.
+
+    For a hybrid, the keys go to its ViT (``pos_embed``, ``pool``, ...) unless
+    they name a field of the hybrid itself (``backbone_layers``).
+    """
+    if not overrides:
+        return cfg
+    if isinstance(cfg, HybridConfig):
+        own = {k: v for k, v in overrides.items() if k in _field_names(cfg)}
+        rest = {k: v for k, v in overrides.items() if k not in own}
+        return dataclasses.replace(cfg, vit=apply_overrides(cfg.vit, rest), **own)
+    valid = _field_names(cfg)
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise TypeError(f"unknown override(s) {unknown} for {type(cfg).__name__}; valid: {sorted(valid)}")
+    if "img_size" in overrides:
+        overrides = {**overrides, "img_size": to_2tuple(overrides["img_size"])}
+    return dataclasses.replace(cfg, **overrides)
+
+
+def _field_names(cfg) -> set[str]:
+    return {f.name for f in dataclasses.fields(cfg)}

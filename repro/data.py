@@ -1,0 +1,848 @@
+"""Named image-classification datasets, decoded once into uint8 tensors, served as device-side batches.
+
+The pipeline, in the order a training run uses it:
+
+1. ``DATASETS`` names each dataset the paper uses (Sec. 4.1) with its Hugging
+   Face hub id, columns, splits and the held-out fraction of App. B (10%, 2% for
+   ImageNet).
+2. ``resolve_source`` finds the files: an explicit ``data_dir``, then
+   ``$REPRO_DATA_DIR/<name>``, then the hub through ``datasets.load_dataset``,
+   then (CIFAR-10 only) the mini copy embedded in the package.
+3. ``load_split`` decodes a split once with PIL into a ``(N, 3, H, W)`` uint8
+   tensor and caches it on disk as ``.npy``; later calls memory-map the cache.
+4. ``split_heldout`` / ``get_datasets`` carve the held-out validation set out of
+   the training set (hyper-parameters are chosen on it, never on the test set).
+5. ``DeviceLoader`` keeps the whole uint8 tensor on the device and builds each
+   batch with tensor ops only (gather, random crop with reflection padding,
+   flip, resize, normalise to [-1, 1]). The batch at a global step is a pure
+   function of ``(seed, step)``, which gives exact resume and lets every DDP
+   rank take its own slice of the same global batch.
+
+Departures from the paper's input pipeline (BiT pre-processing, Kolesnikov et
+al. 2020): images are decoded and resized once, not per step (no
+random-resized-crop, no per-step decode); augmentation is limited to the
+CIFAR-style pad-and-crop and horizontal flip. The local CIFAR-10 copy in this
+environment is the JPEG-compressed one (quality ~75), so accuracies on it run a
+little under those on the original PNGs.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import socket
+import uuid
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence, Union
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ImageSize = Union[int, tuple[int, int]]
+
+# Bump when the decoded bytes for the same inputs would change (resize filter,
+# layout of the cache files ...), so stale caches are never read.
+CACHE_VERSION = 1
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+EMBEDDED_DIR = Path(__file__).resolve().parent / "_data"
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the loader needs to know about one named dataset.
+
+    ``train_split`` / ``test_split`` are the split names in the hub's (and the
+    local parquet's) layout; ``"a+b"`` concatenates splits. ``image_size`` is the
+    resolution a run uses by default (the native size for CIFAR, the paper's 224
+    for the others); ``load_split`` itself keeps native sizes unless asked.
+    """
+
+    name: str
+    hub_id: str
+    num_classes: int
+    image_column: str = "img"
+    label_column: str = "label"
+    train_split: str = "train"
+    test_split: str = "test"
+    heldout_fraction: float = 0.10
+    image_size: int = 224
+    embedded: Optional[str] = None  # folder under repro/_data holding a mini copy
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    d.name: d
+    for d in (
+        DatasetInfo("cifar10", "uoft-cs/cifar10", 10, "img", "label", image_size=32, embedded="cifar10_mini"),
+        DatasetInfo("cifar100", "uoft-cs/cifar100", 100, "img", "fine_label", image_size=32),
+        # timm's copy: the official trainval (3680) / test (3669) split, 37 breeds.
+        DatasetInfo("oxford_iiit_pet", "timm/oxford-iiit-pet", 37, "image", "label"),
+        # Unsure: no canonical hub copy. This one mirrors TFDS (train 1020 /
+        # validation 1020 / test 6149); BiT and ViT train on train+validation.
+        DatasetInfo("oxford_flowers102", "dpdl-benchmark/oxford_flowers102", 102, "image", "label",
+                    train_split="train+validation"),
+        # Gated on the hub (accept the licence and log in first). Its "test"
+        # split has no labels, so the paper's ImageNet "test" is the validation set.
+        DatasetInfo("imagenet1k", "ILSVRC/imagenet-1k", 1000, "image", "label",
+                    test_split="validation", heldout_fraction=0.02),
+    )
+}
+
+
+def register_dataset(info: DatasetInfo) -> None:
+    """Add (or replace) a named dataset, e.g. a custom image folder with its class count."""
+    DATASETS[info.name] = info
+
+
+def get_info(name: str) -> DatasetInfo:
+    """The registry entry for `name`; a ValueError lists the known names."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)} "
+                         "(add one with repro.data.register_dataset)") from None
+
+
+# --------------------------------------------------------------------------- finding the data
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """No copy of a dataset was found by any of the ways ``resolve_source`` tries."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a dataset's files come from.
+
+    kind: "parquet" (hub schema on disk), "imagefolder", "hub" or "embedded"
+    (the package's mini copy, parquet). ``location`` is the folder or hub id;
+    ``description`` is the human-readable provenance stored in every
+    ``ImageArrays.source``. ``handle`` holds the loaded ``datasets.DatasetDict``
+    for the hub kind.
+    """
+
+    kind: str
+    location: str
+    description: str
+    handle: Any = field(default=None, compare=False, repr=False)
+
+
+def _split_parts(split: str) -> list[str]:
+    return [s for s in split.split("+") if s]
+
+
+def _parquet_files(root: Path, split: str) -> list[Path]:
+    """Parquet files of one split in the hub's layouts, first layout that matches wins."""
+    for pattern in (f"{split}.parquet", f"{split}-*.parquet", f"data/{split}-*.parquet", f"{split}/*.parquet"):
+        files = sorted(root.glob(pattern))
+        if files:
+            return files
+    return []
+
+
+def _has_image_folder(root: Path, split: str) -> bool:
+    d = root / split
+    return d.is_dir() and any(p.is_dir() for p in d.iterdir())
+
+
+def _local_kind(root: Path, info: DatasetInfo) -> Optional[str]:
+    """"parquet", "imagefolder" or None for a folder, judged by its train and test splits."""
+    splits = _split_parts(info.train_split) + _split_parts(info.test_split)
+    if any(_parquet_files(root, s) for s in splits):
+        return "parquet"
+    if any(_has_image_folder(root, s) for s in splits):
+        return "imagefolder"
+    return None
+
+
+def _local_source(root: Path, info: DatasetInfo) -> Optional[Source]:
+    """A Source for `root` or for `root/<name>`, None when neither holds the dataset."""
+    for d in (root, root / info.name):
+        if d.is_dir():
+            kind = _local_kind(d, info)
+            if kind is not None:
+                d = d.resolve()
+                label = "local parquet" if kind == "parquet" else "local image folder"
+                return Source(kind, str(d), f"{label} {d}")
+    return None
+
+
+def _embedded_source(info: DatasetInfo) -> Optional[Source]:
+    if info.embedded is None:
+        return None
+    root = EMBEDDED_DIR / info.embedded
+    files = {s: _parquet_files(root, s) for s in (info.train_split, info.test_split)}
+    if not all(files.values()):
+        return None
+    import pyarrow.parquet as pq
+
+    rows = {s: sum(pq.ParquetFile(f).metadata.num_rows for f in fs) for s, fs in files.items()}
+    desc = (f"embedded mini {info.name} ({rows[info.train_split]} {info.train_split} / "
+            f"{rows[info.test_split]} {info.test_split})")
+    if info.name == "cifar10":
+        desc = f"embedded mini CIFAR-10 ({rows['train']} train / {rows['test']} test)"
+    return Source("embedded", str(root), desc)
+
+
+def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
+    """Quick TCP probe of the hub endpoint.
+
+    Without it an offline machine spends ~25 s in huggingface_hub's retries
+    (measured: 5 retries with back-off) before ``load_dataset`` gives up.
+    Behind a proxy the probe says nothing, so it is skipped there.
+    """
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True, "proxy set, not probed"
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True, f"{host}:{port} reachable"
+    except OSError as e:
+        return False, f"{host}:{port} unreachable ({e})"
+
+
+def _hub_source(info: DatasetInfo) -> tuple[Optional[Source], str]:
+    """Load `info.hub_id` with ``datasets`` (its own cache first); returns (source or None, why not)."""
+    try:
+        import datasets
+        import datasets.config
+    except ImportError as e:  # pragma: no cover - datasets is a dependency
+        return None, f"the `datasets` package is not importable ({e})"
+    # datasets reads HF_HUB_OFFLINE / HF_DATASETS_OFFLINE once, at import.
+    # Offline it answers at once from its cache (or fails at once); online we
+    # probe first so that a machine without network does not wait on retries.
+    if not datasets.config.HF_HUB_OFFLINE:
+        ok, why = _hub_reachable()
+        if not ok:
+            return None, (f"{why}; set HF_DATASETS_OFFLINE=1 (before datasets is imported) "
+                          "to use a copy already in the datasets cache")
+    try:
+        dd = datasets.load_dataset(info.hub_id)
+    except Exception as e:  # noqa: BLE001 - any failure means "not from the hub"; don't retry
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return Source("hub", info.hub_id, f"hub {info.hub_id}", handle=dd), ""
+
+
+def resolve_source(name: str, data_dir: Union[str, os.PathLike, None] = None) -> Source:
+    """Find dataset `name`. Tried in order, first hit wins:
+
+    1. ``data_dir`` (or ``data_dir/<name>``): parquet in the hub's schema
+       (``train.parquet``, ``train-*.parquet`` or ``data/train-*.parquet``, same
+       for the test split) or an image folder ``train/<class>/*.png|jpg``,
+       ``test/<class>/...``. ``data_dir="embedded"`` picks the embedded copy.
+       An explicit folder that holds neither is an error, never skipped.
+    2. ``$REPRO_DATA_DIR/<name>``, same layouts.
+    3. The Hugging Face hub, ``datasets.load_dataset(hub_id)`` (downloads once
+       into the datasets cache; offline it fails fast).
+    4. CIFAR-10 only: the mini copy embedded in the package (4000/1000 images).
+
+    Raises ValueError for an unknown name, DatasetNotFoundError (a
+    FileNotFoundError) naming every way to provide the data otherwise.
+    """
+    info = get_info(name)
+    if data_dir is not None and str(data_dir) == "embedded":
+        src = _embedded_source(info)
+        if src is None:
+            raise DatasetNotFoundError(f"no embedded copy of {name!r}; only "
+                                       f"{[d.name for d in DATASETS.values() if d.embedded]} ship one")
+        return src
+    if data_dir is not None:
+        src = _local_source(Path(data_dir).expanduser(), info)
+        if src is None:
+            raise DatasetNotFoundError(
+                f"data_dir={str(data_dir)!r} holds no {name!r} data.\n" + _ways_to_provide(info))
+        return src
+
+    tried = []
+    env = os.environ.get("REPRO_DATA_DIR")
+    if env:
+        root = Path(env).expanduser() / name
+        src = _local_source(root, info) if root.is_dir() else None
+        if src is not None:
+            return src
+        tried.append(f"$REPRO_DATA_DIR/{name} = {root}: " + ("no data in it" if root.is_dir() else "no such folder"))
+    else:
+        tried.append("$REPRO_DATA_DIR: not set")
+
+    src, why = _hub_source(info)
+    if src is not None:
+        return src
+    tried.append(f"hub {info.hub_id}: {why}")
+
+    src = _embedded_source(info)
+    if src is not None:
+        return src
+    tried.append("embedded copy: " + ("none for this dataset" if info.embedded is None else "files missing"))
+    raise DatasetNotFoundError(f"dataset {name!r} not found.\n" + _ways_to_provide(info)
+                               + "\nTried:\n" + "\n".join(f"  - {t}" for t in tried))
+
+
+def _ways_to_provide(info: DatasetInfo) -> str:
+    tr, te = info.train_split.split("+")[0], info.test_split
+    lines = [
+        f"Ways to provide {info.name!r} (tried in this order):",
+        f"  1. data_dir=<folder>: parquet in the hub schema ({tr}.parquet / {te}.parquet, or {tr}-*.parquet, "
+        f"or data/{tr}-*.parquet; columns {info.image_column!r} (image bytes) and {info.label_column!r}), "
+        f"or an image folder {tr}/<class>/*.png|jpg and {te}/<class>/...",
+        f"  2. $REPRO_DATA_DIR/{info.name}/ laid out the same way",
+        f"  3. the Hugging Face hub: datasets.load_dataset({info.hub_id!r}) with network access "
+        "(or a copy in the datasets cache with HF_DATASETS_OFFLINE=1)",
+    ]
+    embedded = [d.name for d in DATASETS.values() if d.embedded]
+    lines.append(f"  4. the embedded mini copy (data_dir='embedded'), which only {embedded} ship")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+@dataclass(eq=False)
+class ImageArrays:
+    """A decoded split: the whole set as one uint8 tensor plus labels.
+
+    images: uint8 (N, 3, H, W), RGB, unnormalised (may be a copy-on-write
+    memory map of the on-disk cache); labels: int64 (N,).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    name: str
+    split: str
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.images.shape[-2]), int(self.images.shape[-1])
+
+    def subset(self, idx: Union[torch.Tensor, Sequence[int]], split: Optional[str] = None) -> "ImageArrays":
+        """The rows `idx` (copied), optionally renamed to `split`."""
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return replace(self, images=self.images[idx], labels=self.labels[idx], split=split or self.split)
+
+
+def _as_hw(image_size: Optional[ImageSize]) -> Optional[tuple[int, int]]:
+    if image_size is None:
+        return None
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    h, w = image_size
+    return (int(h), int(w))
+
+
+def _decode_one(payload: Union[bytes, str], size: Optional[tuple[int, int]]) -> np.ndarray:
+    """One encoded image (bytes or a file path) -> uint8 (3, H, W), resized to `size` when it differs."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(payload) if isinstance(payload, (bytes, bytearray)) else payload) as im:
+        im = im.convert("RGB")
+        if size is not None and im.size != (size[1], size[0]):
+            # PIL's bicubic widens its kernel when shrinking, i.e. antialiased.
+            im = im.resize((size[1], size[0]), Image.BICUBIC)
+        return np.asarray(im).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+
+
+def _arrow_payloads(col: Any, base: Optional[Path]) -> list[Union[bytes, str]]:
+    """An arrow image column (struct{bytes, path} or binary) -> encoded bytes, or a path when bytes are absent."""
+    import pyarrow as pa
+
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if pa.types.is_struct(col.type):
+        blobs = col.field("bytes").to_pylist()
+        paths = col.field("path").to_pylist() if col.type.get_field_index("path") >= 0 else [None] * len(blobs)
+        out = []
+        for b, p in zip(blobs, paths):
+            if b is None:
+                if p is None:
+                    raise ValueError("an image has neither bytes nor path")
+                p = Path(p)
+                out.append(str(p if p.is_absolute() or base is None else base / p))
+            else:
+                out.append(b)
+        return out
+    return col.to_pylist()  # binary column: raw encoded bytes
+
+
+def _pick_column(names: Sequence[str], wanted: str, fallbacks: Sequence[str], what: str, where: str) -> str:
+    for c in (wanted, *fallbacks):
+        if c in names:
+            return c
+    raise ValueError(f"{where}: no {what} column {wanted!r} (columns: {list(names)})")
+
+
+@dataclass
+class _SplitPlan:
+    """What to decode for one split: row count, identity for the cache key, and a batch iterator."""
+
+    num_rows: int
+    identity: list
+    batches: Any  # () -> Iterator[(list of payloads, np.ndarray int64 labels)]
+
+
+def _plan_parquet(root: Path, info: DatasetInfo, split: str) -> _SplitPlan:
+    import pyarrow.parquet as pq
+
+    files = [f for part in _split_parts(split) for f in _need_files(root, part)]
+    num_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    identity = [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+    def batches() -> Iterator[tuple[list, np.ndarray]]:
+        for f in files:
+            pf = pq.ParquetFile(f)
+            names = pf.schema_arrow.names
+            img_col = _pick_column(names, info.image_column, ("image", "img"), "image", str(f))
+            lab_col = _pick_column(names, info.label_column, ("label", "labels"), "label", str(f))
+            for b in pf.iter_batches(batch_size=1024, columns=[img_col, lab_col]):
+                yield _arrow_payloads(b.column(img_col), f.parent), b.column(lab_col).to_numpy().astype(np.int64)
+
+    return _SplitPlan(num_rows, identity, batches)
+
+
+def _need_files(root: Path, split: str) -> list[Path]:
+    files = _parquet_files(root, split)
+    if not files:
+        raise DatasetNotFoundError(f"{root}: no parquet files for split {split!r} (looked for {split}.parquet, "
+                                   f"{split}-*.parquet, data/{split}-*.parquet, {split}/*.parquet)")
+    return files
+
+
+def _class_names(root: Path, info: DatasetInfo) -> list[str]:
+    """Class folder names over the train and test splits, so both map a class to the same index."""
+    names = set()
+    for s in _split_parts(info.train_split) + _split_parts(info.test_split):
+        if (root / s).is_dir():
+            names.update(p.name for p in (root / s).iterdir() if p.is_dir())
+    # Folders named 0..K-1 keep their numbers (lexicographic order would put "10" before "2").
+    if names and all(n.isdigit() for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def _plan_imagefolder(root: Path, info: DatasetInfo, split: str) -> _SplitPlan:
+    classes = _class_names(root, info)
+    numeric = bool(classes) and all(c.isdigit() for c in classes)
+    index = {c: (int(c) if numeric else i) for i, c in enumerate(classes)}
+    if len(classes) > info.num_classes or max(index.values(), default=-1) >= info.num_classes:
+        raise ValueError(f"{root}: {len(classes)} class folders {classes[:5]}... but {info.name!r} has "
+                         f"{info.num_classes} classes")
+    items: list[tuple[Path, int]] = []
+    for part in _split_parts(split):
+        d = root / part
+        if not d.is_dir():
+            raise DatasetNotFoundError(f"{root}: no folder {part}/ for split {split!r}")
+        for c in classes:
+            cdir = d / c
+            if cdir.is_dir():
+                items += [(p, index[c]) for p in sorted(cdir.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS]
+    # Identity from names, sizes and mtimes: a stat per file, no reading.
+    h = hashlib.sha1()
+    for p, y in items:
+        st = p.stat()
+        h.update(f"{p.relative_to(root)}|{y}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    identity = [str(root), len(items), h.hexdigest()]
+
+    def batches() -> Iterator[tuple[list, np.ndarray]]:
+        for i in range(0, len(items), 1024):
+            chunk = items[i:i + 1024]
+            yield [str(p) for p, _ in chunk], np.array([y for _, y in chunk], dtype=np.int64)
+
+    return _SplitPlan(len(items), identity, batches)
+
+
+def _plan_hub(src: Source, info: DatasetInfo, split: str) -> _SplitPlan:
+    import datasets
+
+    parts = []
+    for part in _split_parts(split):
+        if part not in src.handle:
+            raise DatasetNotFoundError(f"hub {src.location}: no split {part!r} (has {list(src.handle)})")
+        ds = src.handle[part]
+        img_col = _pick_column(ds.column_names, info.image_column, ("image", "img"), "image", src.location)
+        lab_col = _pick_column(ds.column_names, info.label_column, ("label",), "label", src.location)
+        # decode=False: we want the encoded bytes, PIL decoding is ours.
+        parts.append((ds.cast_column(img_col, datasets.Image(decode=False)), img_col, lab_col))
+    identity = [src.location] + [getattr(ds, "_fingerprint", None) for ds, _, _ in parts]
+
+    def batches() -> Iterator[tuple[list, np.ndarray]]:
+        for ds, img_col, lab_col in parts:
+            for t in ds.select_columns([img_col, lab_col]).with_format("arrow").iter(batch_size=1024):
+                yield _arrow_payloads(t.column(img_col), None), t.column(lab_col).to_numpy().astype(np.int64)
+
+    return _SplitPlan(sum(len(ds) for ds, _, _ in parts), identity, batches)
+
+
+def _plan(src: Source, info: DatasetInfo, split: str) -> _SplitPlan:
+    if src.kind in ("parquet", "embedded"):
+        return _plan_parquet(Path(src.location), info, split)
+    if src.kind == "imagefolder":
+        return _plan_imagefolder(Path(src.location), info, split)
+    if src.kind == "hub":
+        return _plan_hub(src, info, split)
+    raise ValueError(f"unknown source kind {src.kind!r}")
+
+
+def default_cache_dir() -> Path:
+    """``$REPRO_CACHE_DIR`` or ``~/.cache/repro``."""
+    return Path(os.environ.get("REPRO_CACHE_DIR") or Path.home() / ".cache" / "repro")
+
+
+def _decode_all(plan: _SplitPlan, size: Optional[tuple[int, int]], out_path: Optional[Path],
+                desc: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decode every image of `plan` into one (N, 3, H, W) uint8 array (a .npy memmap when `out_path`)."""
+    from tqdm import tqdm
+
+    n = plan.num_rows
+    if n == 0:
+        raise ValueError(f"{desc}: the split is empty")
+    images: Optional[np.ndarray] = None
+    labels = np.empty(n, dtype=np.int64)
+    i = 0
+    with tqdm(total=n, desc=desc, unit="img", mininterval=1.0, leave=False) as bar:
+        for payloads, ys in plan.batches():
+            for p in payloads:
+                a = _decode_one(p, size)  # (3, H, W)
+                if images is None:
+                    # The first image fixes the size when none was asked for.
+                    shape = (n, 3, a.shape[1], a.shape[2])
+                    images = (np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=shape)
+                              if out_path is not None else np.empty(shape, dtype=np.uint8))
+                elif a.shape[1:] != images.shape[2:]:
+                    raise ValueError(f"{desc}: image {i} is {a.shape[1]}x{a.shape[2]} but the first was "
+                                     f"{images.shape[2]}x{images.shape[3]}; pass image_size=... to resize all")
+                images[i] = a
+                i += 1
+            labels[i - len(ys):i] = ys
+            bar.update(len(payloads))
+    if i != n:
+        raise ValueError(f"{desc}: expected {n} images, read {i}")
+    if isinstance(images, np.memmap):
+        images.flush()
+    return images, labels
+
+
+def _atomic_save(path: Path, write) -> None:
+    """Write through `write(tmp_path)` then os.replace, so readers never see a half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save(path) would append ".npy" to the temp name
+        np.save(f, arr)
+
+
+def load_split(name: str, split: str, *, data_dir: Union[str, os.PathLike, None] = None,
+               image_size: Optional[ImageSize] = None, cache_dir: Union[str, os.PathLike, None] = None,
+               source: Optional[Source] = None) -> ImageArrays:
+    """Decode one split of dataset `name` (once; later calls read the on-disk cache).
+
+    split: "train" or "test" (mapped through the registry, e.g. ImageNet's test
+    is the hub's "validation"), or any split name of the source ("a+b" joins).
+    image_size: int or (H, W); every image is resized (PIL bicubic,
+    antialiased) to it when it differs. None keeps the native size and is an
+    error when sizes differ. The decoded tensor is cached under `cache_dir`
+    (default ``default_cache_dir()``) keyed by name, source identity (file
+    paths + sizes + mtimes, or hub id + fingerprint), split and resolution.
+    `source` skips ``resolve_source`` (get_datasets resolves once for both splits).
+
+    Returns ImageArrays with images uint8 (N, 3, H, W) and labels int64 (N,).
+    """
+    info = get_info(name)
+    src = source or resolve_source(name, data_dir)
+    raw_split = {"train": info.train_split, "test": info.test_split}.get(split, split)
+    size = _as_hw(image_size)
+    plan = _plan(src, info, raw_split)
+
+    key = json.dumps({"v": CACHE_VERSION, "name": name, "kind": src.kind, "id": plan.identity,
+                      "split": raw_split, "size": size}, sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    res = "native" if size is None else f"{size[0]}x{size[1]}"
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    stem = cache / "decoded" / f"{name}-{raw_split}-{res}-{digest}"
+    img_path, lab_path, meta_path = (stem.with_name(stem.name + s) for s in (".images.npy", ".labels.npy", ".json"))
+
+    if meta_path.exists() and img_path.exists() and lab_path.exists():
+        # mmap_mode="c": copy-on-write, so the tensor is writable (torch wants
+        # that) while the file stays untouched and pages load on demand.
+        images = np.load(img_path, mmap_mode="c")
+        labels = np.load(lab_path)
+    else:
+        desc = f"decode {name}/{raw_split}"
+        try:
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            writable = os.access(stem.parent, os.W_OK)
+        except OSError:
+            writable = False
+        if not writable:
+            warnings.warn(f"cache folder {stem.parent} is not writable; decoding into memory only")
+            images, labels = _decode_all(plan, size, None, desc)
+        else:
+            tmp = img_path.with_name(f".{img_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+            try:
+                images, labels = _decode_all(plan, size, tmp, desc)
+                del images  # close the memmap before renaming it
+                os.replace(tmp, img_path)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+            _atomic_save(lab_path, lambda p: _save_npy(p, labels))
+            meta = {"key": json.loads(key), "source": src.description, "num_rows": plan.num_rows}
+            # The .json is written last: its presence marks a complete entry.
+            _atomic_save(meta_path, lambda p: p.write_text(json.dumps(meta, indent=1)))
+            images = np.load(img_path, mmap_mode="c")
+
+    return ImageArrays(images=torch.from_numpy(images), labels=torch.from_numpy(np.asarray(labels, dtype=np.int64)),
+                       num_classes=info.num_classes, name=name, split=split, source=src.description)
+
+
+# --------------------------------------------------------------------------- splits and subsets
+
+
+def _derive_seed(*parts: int) -> int:
+    """Mix integers into one 63-bit seed; different tuples give unrelated streams."""
+    if any(p < 0 for p in parts):
+        raise ValueError(f"seeds must be non-negative, got {parts}")
+    a, b = np.random.SeedSequence(list(parts)).generate_state(2, dtype=np.uint32)
+    return (int(a) << 31) ^ int(b)
+
+
+def _generator(*parts: int) -> torch.Generator:
+    return torch.Generator().manual_seed(_derive_seed(*parts))
+
+
+# Tags that keep the random streams of different purposes apart.
+_TAG_HELDOUT, _TAG_SUBSET, _TAG_EPOCH, _TAG_AUG = 1, 2, 3, 4
+
+
+def split_heldout(n: int, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded random split of range(n) -> (train_idx, heldout_idx), both sorted int64.
+
+    round(n * fraction) examples are held out; the same (n, fraction, seed)
+    always gives the same split.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    n_held = int(round(n * fraction))
+    perm = torch.randperm(n, generator=_generator(seed, _TAG_HELDOUT))
+    return perm[n_held:].sort().values, perm[:n_held].sort().values
+
+
+def balanced_subset(labels: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """Sorted indices of `k` examples, as class-balanced as the counts allow.
+
+    Classes take turns: each class's examples are ordered at random and the
+    first k of (1st of every class, 2nd of every class, ...) are kept, so a
+    class that runs out leaves its share to the others.
+    """
+    labels = torch.as_tensor(labels)
+    n = labels.shape[0]
+    if k >= n:
+        return torch.arange(n)
+    perm = torch.randperm(n, generator=_generator(seed, _TAG_SUBSET))
+    lab = labels[perm]  # (n,) labels in random order
+    order = torch.sort(lab, stable=True).indices  # groups by class, random order within a class
+    sorted_lab = lab[order]
+    starts = torch.searchsorted(sorted_lab, sorted_lab, right=False)  # first position of each one's class
+    rank = torch.empty(n, dtype=torch.long)
+    rank[order] = torch.arange(n) - starts  # (n,) rank of each example within its class
+    # Sort by (rank within class, random position) and keep the first k.
+    keep = torch.argsort(rank * n + torch.arange(n))[:k]
+    return perm[keep].sort().values
+
+
+def get_datasets(name: str, *, data_dir: Union[str, os.PathLike, None] = None, image_size: Optional[ImageSize] = None,
+                 seed: int = 0, heldout: bool = True, max_train: Optional[int] = None,
+                 max_test: Optional[int] = None, max_val: Optional[int] = None,
+                 cache_dir: Union[str, os.PathLike, None] = None) -> dict[str, ImageArrays]:
+    """The splits of one run: {"train", "val" (only when heldout=True), "test"}.
+
+    "val" is the held-out ``DATASETS[name].heldout_fraction`` of the training
+    set (paper App. B: 10%, 2% for ImageNet), used to choose hyper-parameters;
+    "train" is the rest. Then ``max_train`` / ``max_val`` / ``max_test`` keep a
+    seeded, class-balanced subset of each (the cheap scales).
+    """
+    info = get_info(name)
+    src = resolve_source(name, data_dir)
+    train = load_split(name, "train", image_size=image_size, cache_dir=cache_dir, source=src)
+    test = load_split(name, "test", image_size=image_size, cache_dir=cache_dir, source=src)
+    out: dict[str, ImageArrays] = {}
+    if heldout:
+        tr_idx, val_idx = split_heldout(len(train), info.heldout_fraction, seed)
+        val = train.subset(val_idx, "val")
+        train = train.subset(tr_idx, "train")
+        if max_val is not None and max_val < len(val):
+            val = val.subset(balanced_subset(val.labels, max_val, seed), "val")
+    if max_train is not None and max_train < len(train):
+        train = train.subset(balanced_subset(train.labels, max_train, seed), "train")
+    if max_test is not None and max_test < len(test):
+        test = test.subset(balanced_subset(test.labels, max_test, seed), "test")
+    out["train"] = train
+    if heldout:
+        out["val"] = val
+    out["test"] = test
+    return out
+
+
+# --------------------------------------------------------------------------- device-side batches
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1], i.e. (x/255 - 0.5)/0.5 (the ViT/BiT convention)."""
+    return x.float().div_(127.5).sub_(1.0)
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``normalize``, as float in [0, 1] (for plotting)."""
+    return (x + 1.0) / 2.0
+
+
+class DeviceLoader:
+    """Batches made on the device from a whole-dataset uint8 tensor, no per-image Python.
+
+    The batch at global ``step`` is a pure function of (seed, step) (given the
+    data and batch size): epoch ``e = step // steps_per_epoch`` is ordered by a
+    permutation drawn from a generator seeded with (seed, e), and the
+    augmentation of step s from one seeded with (seed, s). Resuming at step s
+    therefore replays exactly, and with ``world_size > 1`` every rank draws the
+    same global batch and keeps its contiguous slice (rank r gets rows
+    [r*b, (r+1)*b) of it, b = batch_size // world_size).
+
+    Random numbers are drawn on the CPU and moved to the device, so a batch is
+    the same on every device.
+
+    Args:
+        data: the split (images uint8 (N, 3, H, W), labels (N,)).
+        batch_size: the GLOBAL batch size (over all ranks).
+        device: where the images live (moved there once) and batches are made.
+        train: shuffle every epoch and augment; False = in order, no augmentation.
+        seed: the run's data seed.
+        crop_padding: train only; pad by reflection by this many pixels and
+            randomly crop back to (H, W) (CIFAR-style); 0 = off.
+        flip: train only; random horizontal flip with probability 1/2.
+        out_size: int or (H, W); resize every batch on the device (bilinear,
+            antialiased), e.g. fine-tuning at a higher resolution than stored.
+            Applies in train and eval.
+        rank, world_size: this process's share of each global batch.
+        drop_last: drop the last partial batch of an epoch (default: True
+            when train, False otherwise).
+    """
+
+    def __init__(self, data: ImageArrays, batch_size: int, device: Union[str, torch.device] = "cpu", *,
+                 train: bool, seed: int = 0, crop_padding: int = 0, flip: bool = False,
+                 out_size: Optional[ImageSize] = None, rank: int = 0, world_size: int = 1,
+                 drop_last: Optional[bool] = None):
+        if batch_size <= 0 or batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} must be a positive multiple of world_size {world_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} not in [0, {world_size})")
+        self.device = torch.device(device)
+        self.images = data.images.to(self.device)  # (N, 3, H, W) uint8, moved once
+        self.labels = data.labels.to(self.device)  # (N,) int64
+        self.num_classes, self.name, self.split = data.num_classes, data.name, data.split
+        self.batch_size, self.local_batch_size = batch_size, batch_size // world_size
+        self.train, self.seed = train, seed
+        self.crop_padding, self.flip = int(crop_padding), bool(flip)
+        self.out_size = _as_hw(out_size)
+        self.rank, self.world_size = rank, world_size
+        self.drop_last = train if drop_last is None else drop_last
+        h, w = self.images.shape[-2:]
+        if self.crop_padding >= min(h, w):
+            raise ValueError(f"crop_padding {crop_padding} must be smaller than the image ({h}x{w}) for reflection")
+        self._perm_epoch: Optional[int] = None
+        self._perm: Optional[torch.Tensor] = None
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        n, b = self.num_examples, self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        """(N,) row order of `epoch` on the device; cached, recomputed when the epoch changes."""
+        if self._perm_epoch != epoch:
+            if self.train:
+                perm = torch.randperm(self.num_examples, generator=_generator(self.seed, _TAG_EPOCH, epoch))
+            else:
+                perm = torch.arange(self.num_examples)
+            self._perm, self._perm_epoch = perm.to(self.device), epoch
+        return self._perm
+
+    def get_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's part of global batch `step`: (x float32 (b, 3, H, W) in [-1, 1], y int64 (b,))."""
+        spe = self.steps_per_epoch
+        if spe == 0:
+            raise ValueError(f"{self.num_examples} examples make no full batch of {self.batch_size}")
+        epoch, i = divmod(int(step), spe)
+        order = self._epoch_order(epoch)
+        gidx = order[i * self.batch_size:(i + 1) * self.batch_size]  # (B,) global batch rows
+        # tensor_split: equal slices for full batches, near-equal for a last partial one.
+        sl = torch.arange(gidx.shape[0]).tensor_split(self.world_size)[self.rank]
+        lo, hi = (int(sl[0]), int(sl[-1]) + 1) if len(sl) else (0, 0)
+        idx = gidx[lo:hi]  # (b,)
+        if self.train and (self.crop_padding or self.flip):
+            x = self._augment(idx, step, gidx.shape[0], lo, hi)  # (b, 3, H, W) uint8
+        else:
+            x = self.images[idx]  # (b, 3, H, W) uint8
+        x = normalize(x)
+        if self.out_size is not None and tuple(x.shape[-2:]) != self.out_size:
+            x = F.interpolate(x, size=self.out_size, mode="bilinear", antialias=True, align_corners=False)
+        return x, self.labels[idx]
+
+    def _augment(self, idx: torch.Tensor, step: int, global_b: int, lo: int, hi: int) -> torch.Tensor:
+        """Random crop (reflection padding) and flip of rows `idx`, one gather, still uint8."""
+        h, w = self.images.shape[-2:]
+        p = self.crop_padding
+        g = _generator(self.seed, _TAG_AUG, int(step))
+        # Drawn for the whole global batch, then sliced, so ranks agree with world_size=1.
+        offs = torch.randint(0, 2 * p + 1, (global_b, 2), generator=g)[lo:hi]  # (b, 2) top, left in padded image
+        flips = (torch.rand(global_b, generator=g) < 0.5)[lo:hi] if self.flip else torch.zeros(hi - lo, dtype=torch.bool)
+        # Source coordinate of every output row/column: shift by offset - p, then
+        # reflect into [0, size) the way F.pad(mode="reflect") would (edge not repeated).
+        rows = _reflect(offs[:, :1] - p + torch.arange(h), h)  # (b, H)
+        cols = _reflect(offs[:, 1:] - p + torch.arange(w), w)  # (b, W)
+        cols = torch.where(flips[:, None], cols.flip(1), cols)
+        rows, cols = rows.to(self.device), cols.to(self.device)
+        # Advanced indexing: dims of the broadcast indices (b, H, W) come first, channels last.
+        x = self.images[idx[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (b, H, W, 3)
+        return x.permute(0, 3, 1, 2)  # (b, 3, H, W)
+
+    def iter_epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of one epoch, in step order."""
+        spe = self.steps_per_epoch
+        for s in range(epoch * spe, (epoch + 1) * spe):
+            yield self.get_batch(s)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch (epoch 0). For eval (train=False): every example once, in order, last partial batch kept."""
+        return self.iter_epoch(0)
+
+
+def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
+    """Reflect integer coordinates into [0, n) without repeating the edge (valid for -n < i < 2n - 1)."""
+    i = i.abs()
+    return torch.where(i >= n, 2 * (n - 1) - i, i)

@@ -1,0 +1,336 @@
+"""repro.data: lookup order, decoding, the decode cache, splits and the device-side loader.
+
+Offline and fast: every test builds its own tiny images (PNG, so pixels read
+back exactly) in tmp_path; the hub is stubbed out except in one test that
+checks the real offline attempt fails fast.
+"""
+import io
+import os
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+import repro.data as data
+from repro.data import (DATASETS, DatasetNotFoundError, DeviceLoader, balanced_subset, get_datasets, load_split,
+                        normalize, resolve_source, split_heldout)
+
+_REAL_HUB_SOURCE = data._hub_source
+
+
+@pytest.fixture(autouse=True)
+def _offline_isolated(tmp_path, monkeypatch):
+    """No hub, no REPRO_DATA_DIR from the environment, a cache of this test's own."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.delenv("REPRO_DATA_DIR", raising=False)
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
+    calls = []
+
+    def no_hub(info):
+        calls.append(info.name)
+        return None, "hub disabled in tests"
+
+    monkeypatch.setattr(data, "_hub_source", no_hub)
+    return calls
+
+
+# ----------------------------------------------------------------------------- tiny data
+
+
+def pattern(k: int, h: int = 8, w: int = 8) -> np.ndarray:
+    """A distinct, known uint8 image (3, h, w) for example k."""
+    c, y, x = np.meshgrid(np.arange(3), np.arange(h), np.arange(w), indexing="ij")
+    return ((k * 7 + c * 50 + y * 3 + x) % 256).astype(np.uint8)
+
+
+def png(img_chw: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img_chw.transpose(1, 2, 0)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_parquet(path, images, labels, image_col="img", label_col="label"):
+    """A parquet file in the hub's schema: image struct{bytes, path}, int64 label."""
+    img_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    table = pa.table({
+        image_col: pa.array([{"bytes": png(im), "path": None} for im in images], type=img_type),
+        label_col: pa.array(labels, type=pa.int64()),
+    })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+
+
+def make_parquet_dir(root, n_train=40, n_test=12, num_classes=10, size=8):
+    imgs = [pattern(k, size, size) for k in range(n_train + n_test)]
+    labels = [k % num_classes for k in range(n_train + n_test)]
+    write_parquet(root / "train.parquet", imgs[:n_train], labels[:n_train])
+    write_parquet(root / "test.parquet", imgs[n_train:], labels[n_train:])
+    return np.stack(imgs), np.array(labels)
+
+
+def make_image_folder(root, n_per_class=2, classes=("airplane", "bird", "cat")):
+    """train/<class>/*.png and test/<class>/*.png; returns {split: [(image, class index)]}."""
+    out = {}
+    k = 0
+    for split in ("train", "test"):
+        out[split] = []
+        for ci, c in enumerate(classes):
+            (root / split / c).mkdir(parents=True)
+            for j in range(n_per_class):
+                img = pattern(k)
+                Image.fromarray(img.transpose(1, 2, 0)).save(root / split / c / f"{j:03d}.png")
+                out[split].append((img, ci))
+                k += 1
+    return out
+
+
+def arrays(n=40, h=8, w=8, num_classes=10):
+    """An in-memory ImageArrays of patterns (no files)."""
+    imgs = torch.from_numpy(np.stack([pattern(k, h, w) for k in range(n)]))
+    return data.ImageArrays(imgs, torch.arange(n) % num_classes, num_classes, "cifar10", "train", "test")
+
+
+# ----------------------------------------------------------------------------- lookup
+
+
+def test_unknown_name_lists_known_names():
+    with pytest.raises(ValueError, match="cifar100"):
+        resolve_source("mnist")
+
+
+def test_registry_heldout_fractions():
+    assert DATASETS["imagenet1k"].heldout_fraction == 0.02
+    assert all(d.heldout_fraction == 0.10 for n, d in DATASETS.items() if n != "imagenet1k")
+    assert DATASETS["cifar100"].label_column == "fine_label"
+
+
+def test_lookup_order(tmp_path, monkeypatch, _offline_isolated):
+    explicit, env_root = tmp_path / "explicit", tmp_path / "env"
+    make_parquet_dir(explicit)
+    make_image_folder(env_root / "cifar10")
+    monkeypatch.setenv("REPRO_DATA_DIR", str(env_root))
+
+    src = resolve_source("cifar10", explicit)  # explicit beats $REPRO_DATA_DIR
+    assert (src.kind, src.location) == ("parquet", str(explicit.resolve()))
+    src = resolve_source("cifar10")  # $REPRO_DATA_DIR beats hub and embedded
+    assert (src.kind, src.location) == ("imagefolder", str((env_root / "cifar10").resolve()))
+    assert _offline_isolated == []  # the hub was not even tried
+
+    monkeypatch.delenv("REPRO_DATA_DIR")
+    src = resolve_source("cifar10")  # hub (stubbed: fails) then the embedded copy
+    assert src.kind == "embedded" and "embedded mini CIFAR-10" in src.description
+    assert _offline_isolated == ["cifar10"]
+    assert resolve_source("cifar10", "embedded").kind == "embedded"
+    # data_dir may also be the parent of <name>/
+    assert resolve_source("cifar10", env_root).kind == "imagefolder"
+
+
+def test_missing_dataset_error_names_the_ways(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as e:
+        resolve_source("cifar100")
+    msg = str(e.value)
+    for way in ("data_dir", "REPRO_DATA_DIR", "load_dataset", "uoft-cs/cifar100", "embedded", "train.parquet"):
+        assert way in msg
+    assert isinstance(e.value, FileNotFoundError)
+    with pytest.raises(DatasetNotFoundError):  # embedded only for cifar10
+        resolve_source("cifar100", "embedded")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetNotFoundError, match="holds no"):  # an explicit folder is never skipped
+        resolve_source("cifar10", tmp_path / "empty")
+
+
+def test_real_hub_attempt_fails_fast_offline(monkeypatch):
+    datasets_config = pytest.importorskip("datasets.config")
+    # datasets reads the env at import; make sure it is offline whatever imported it first.
+    monkeypatch.setattr(datasets_config, "HF_HUB_OFFLINE", True)
+    t = time.perf_counter()
+    src, why = _REAL_HUB_SOURCE(DATASETS["cifar100"])
+    assert src is None and why
+    assert time.perf_counter() - t < 10
+
+
+def test_hub_dataset_is_decoded(monkeypatch):
+    """The hub path, fed an in-memory datasets.DatasetDict in place of a download."""
+    datasets = pytest.importorskip("datasets")
+    feats = datasets.Features({"img": datasets.Image(), "label": datasets.Value("int64")})
+    imgs = [pattern(k) for k in range(6)]
+    dd = datasets.DatasetDict({
+        s: datasets.Dataset.from_dict({"img": [{"bytes": png(im), "path": None} for im in imgs], "label": [1, 2, 3, 4, 5, 6]},
+                                      features=feats)
+        for s in ("train", "test")
+    })
+    monkeypatch.setattr(data, "_hub_source", lambda info: (data.Source("hub", info.hub_id, f"hub {info.hub_id}", dd), ""))
+    out = load_split("cifar10", "test")
+    assert out.source == "hub uoft-cs/cifar10"
+    assert torch.equal(out.images, torch.from_numpy(np.stack(imgs)))
+    assert out.labels.tolist() == [1, 2, 3, 4, 5, 6]
+
+
+# ----------------------------------------------------------------------------- decoding and cache
+
+
+def test_decode_parquet_exact(tmp_path):
+    imgs, labels = make_parquet_dir(tmp_path / "d", n_train=20, n_test=5)
+    tr = load_split("cifar10", "train", data_dir=tmp_path / "d")
+    te = load_split("cifar10", "test", data_dir=tmp_path / "d")
+    assert tr.images.dtype == torch.uint8 and tr.images.shape == (20, 3, 8, 8)
+    assert tr.labels.dtype == torch.int64 and tr.labels.tolist() == labels[:20].tolist()
+    assert torch.equal(tr.images, torch.from_numpy(imgs[:20]))
+    assert torch.equal(te.images, torch.from_numpy(imgs[20:]))
+    assert tr.num_classes == 10 and tr.source.startswith("local parquet")
+
+
+def test_decode_image_folder_exact(tmp_path):
+    expected = make_image_folder(tmp_path / "f")
+    for split in ("train", "test"):
+        out = load_split("cifar10", split, data_dir=tmp_path / "f")
+        assert out.images.shape == (6, 3, 8, 8)
+        assert torch.equal(out.images, torch.from_numpy(np.stack([im for im, _ in expected[split]])))
+        assert out.labels.tolist() == [y for _, y in expected[split]]  # sorted class folders -> 0, 1, 2
+
+
+def test_resize_and_mixed_sizes(tmp_path):
+    root = tmp_path / "mixed"
+    const = np.full((3, 8, 8), 77, np.uint8)
+    write_parquet(root / "train.parquet", [const, np.full((3, 6, 5), 77, np.uint8)], [0, 1])
+    write_parquet(root / "test.parquet", [const], [0])
+    with pytest.raises(ValueError, match="image_size"):
+        load_split("cifar10", "train", data_dir=root)
+    out = load_split("cifar10", "train", data_dir=root, image_size=(6, 4))
+    assert out.images.shape == (2, 3, 6, 4)
+    assert (out.images == 77).all()  # a constant image stays constant through bicubic resizing
+
+
+def test_cache_is_hit_second_time(tmp_path, monkeypatch):
+    make_parquet_dir(tmp_path / "d")
+    first = load_split("cifar10", "train", data_dir=tmp_path / "d")
+
+    def boom(*a, **k):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(data, "_decode_one", boom)
+    again = load_split("cifar10", "train", data_dir=tmp_path / "d")
+    assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
+    assert list((tmp_path / "cache" / "decoded").glob(".*tmp")) == []  # no temp files left behind
+    with pytest.raises(AssertionError, match="decoded again"):  # another resolution is another entry
+        load_split("cifar10", "train", data_dir=tmp_path / "d", image_size=16)
+    f = tmp_path / "d" / "train.parquet"
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    with pytest.raises(AssertionError, match="decoded again"):  # a changed file is a new source
+        load_split("cifar10", "train", data_dir=tmp_path / "d")
+
+
+def test_embedded_mini_cifar10():
+    te = load_split("cifar10", "test", data_dir="embedded")
+    assert te.images.shape == (1000, 3, 32, 32) and te.num_classes == 10
+    assert torch.bincount(te.labels).tolist() == [100] * 10
+    assert "embedded mini CIFAR-10 (4000 train / 1000 test)" == te.source
+    assert te.images.float().std() > 20  # real pictures, not blank
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def test_split_heldout():
+    tr, ho = split_heldout(1000, 0.1, seed=3)
+    assert len(ho) == 100 and len(tr) == 900
+    assert set(tr.tolist()).isdisjoint(ho.tolist()) and len(set(tr.tolist()) | set(ho.tolist())) == 1000
+    tr2, ho2 = split_heldout(1000, 0.1, seed=3)
+    assert torch.equal(tr, tr2) and torch.equal(ho, ho2)
+    assert not torch.equal(ho, split_heldout(1000, 0.1, seed=4)[1])
+
+
+def test_balanced_subset():
+    labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 5)
+    idx = balanced_subset(labels, 15, seed=0)
+    assert torch.bincount(labels[idx]).tolist() == [5, 5, 5]
+    idx = balanced_subset(labels, 45, seed=0)  # class 2 runs out; the others share its place
+    assert torch.bincount(labels[idx]).tolist() == [20, 20, 5]
+    assert torch.equal(idx, balanced_subset(labels, 45, seed=0)) and len(set(idx.tolist())) == 45
+
+
+def test_get_datasets(tmp_path):
+    make_parquet_dir(tmp_path / "d", n_train=100, n_test=30)
+    ds = get_datasets("cifar10", data_dir=tmp_path / "d", seed=1)
+    assert list(ds) == ["train", "val", "test"]
+    assert (len(ds["train"]), len(ds["val"]), len(ds["test"])) == (90, 10, 30)
+    ds = get_datasets("cifar10", data_dir=tmp_path / "d", heldout=False, max_train=20, max_test=10)
+    assert list(ds) == ["train", "test"] and len(ds["train"]) == 20 and len(ds["test"]) == 10
+    assert torch.bincount(ds["train"].labels).tolist() == [2] * 10
+
+
+# ----------------------------------------------------------------------------- DeviceLoader
+
+
+def test_get_batch_is_a_function_of_seed_and_step():
+    a = DeviceLoader(arrays(), 8, train=True, seed=5, crop_padding=2, flip=True)
+    b = DeviceLoader(arrays(), 8, train=True, seed=5, crop_padding=2, flip=True)
+    for s in range(12):  # b walks through two epochs; a jumps straight to the step (resume)
+        b.get_batch(s)
+    xa, ya = a.get_batch(11)
+    xb, yb = b.get_batch(11)
+    assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert xa.shape == (8, 3, 8, 8) and xa.dtype == torch.float32 and ya.dtype == torch.int64
+    assert not torch.equal(a.get_batch(12)[0], xa)
+    c = DeviceLoader(arrays(), 8, train=True, seed=6, crop_padding=2, flip=True)
+    assert not torch.equal(c.get_batch(11)[0], xa)
+    # each epoch is a permutation of the data
+    assert len(a) == 5
+    ys = torch.cat([a.get_batch(s)[1] for s in range(5, 10)])
+    assert torch.equal(ys.sort().values, (torch.arange(40) % 10).sort().values)
+
+
+def test_rank_slices_concatenate_to_global_batch():
+    kw = dict(train=True, seed=0, crop_padding=2, flip=True)
+    full = DeviceLoader(arrays(), 8, **kw)
+    parts = [DeviceLoader(arrays(), 8, rank=r, world_size=2, **kw) for r in range(2)]
+    for step in (0, 3, 7):
+        x, y = full.get_batch(step)
+        xs, ys = zip(*(p.get_batch(step) for p in parts))
+        assert xs[0].shape[0] == 4
+        assert torch.equal(torch.cat(xs), x) and torch.equal(torch.cat(ys), y)
+    with pytest.raises(ValueError):
+        DeviceLoader(arrays(), 9, train=True, world_size=2)
+
+
+def test_crop_and_flip_take_values_from_the_image():
+    w, p = 8, 2
+    col = torch.arange(w, dtype=torch.uint8) * 30  # every pixel = 30 * its column
+    imgs = col.expand(64, 3, w, w).clone()
+    ds = data.ImageArrays(imgs, torch.zeros(64, dtype=torch.long), 10, "cifar10", "train", "test")
+    x, _ = DeviceLoader(ds, 64, train=True, seed=0, crop_padding=p, flip=True).get_batch(0)
+    v = torch.round((x + 1) * 127.5).long()  # back to uint8 values
+    assert x.shape == (64, 3, w, w)
+    assert (v == v[:, :1, :1, :]).all()  # rows and channels stay identical: columns moved as wholes
+    padded = torch.nn.functional.pad(col.float()[None, None], (p, p), mode="reflect")[0, 0].long()
+    windows = {tuple(padded[o:o + w].tolist()) for o in range(2 * p + 1)}
+    rows = [tuple(r.tolist()) for r in v[:, 0, 0]]
+    plain = sum(r in windows for r in rows)
+    flipped = sum(r[::-1] in windows for r in rows)
+    assert all(r in windows or r[::-1] in windows for r in rows)
+    assert plain > 10 and flipped > 10  # both flips happen (64 draws of p = 1/2)
+
+
+def test_eval_iteration_covers_every_example_once():
+    ds = arrays(n=23)
+    loader = DeviceLoader(ds, 5, train=False, crop_padding=2, flip=True)  # augmentation is train-only
+    assert len(loader) == 5 and not loader.drop_last
+    xs, ys = zip(*loader)
+    assert [len(y) for y in ys] == [5, 5, 5, 5, 3]
+    assert torch.equal(torch.cat(ys), ds.labels) and torch.equal(torch.cat(xs), normalize(ds.images))
+    # two ranks: per step, rank 0's then rank 1's slice; together every example once, in order
+    ranks = [list(DeviceLoader(ds, 6, train=False, rank=r, world_size=2)) for r in range(2)]
+    seen = torch.cat([torch.cat([y0, y1]) for (_, y0), (_, y1) in zip(*ranks)])
+    assert torch.equal(seen, ds.labels)
+
+
+def test_normalize_and_out_size():
+    x = normalize(torch.tensor([0, 255], dtype=torch.uint8))
+    assert x.tolist() == [-1.0, 1.0]
+    xb, _ = DeviceLoader(arrays(), 8, train=False, out_size=16).get_batch(0)
+    assert xb.shape == (8, 3, 16, 16) and xb.min() >= -1 and xb.max() <= 1

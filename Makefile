@@ -20,3 +20,7 @@ test: install
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The main job: every notebook through papermill at SCALE (smoke | cpu | gpu | paper).
+reproduce: install
+	$(PY) -m repro reproduce --scale $(SCALE)

@@ -236,3 +236,83 @@ def apply_overrides(cfg: ModelConfig, overrides: dict) -> ModelConfig:
 
 def _field_names(cfg) -> set[str]:
     return {f.name for f in dataclasses.fields(cfg)}
+
+
+# --- scales: one parameter sizes every experiment ------------------------------------------------
+
+@dataclass(frozen=True)
+class Scale:
+    """The size of every experiment at one scale. Notebooks read what they need from here.
+
+    ``vit`` and ``bit`` are a ViT and a BiT ResNet of similar training cost at
+    this scale (measured images/s, see the notebooks' tables); ``pretrain_*``
+    is App. B.1's recipe, ``finetune_*`` App. B.1.1's.
+    """
+
+    name: str
+    description: str
+    dataset: str = "cifar10"
+    data_dir: Optional[str] = None          # None: the lookup order of repro.data; "embedded": the shipped mini copy
+    image_size: int = 32
+    max_train: Optional[int] = None         # None: the whole training split (minus the held-out 10%)
+    max_test: Optional[int] = None
+    vit: str = "ViT-XS/4"
+    vit_overrides: dict = field(default_factory=dict)
+    bit: str = "R14x1"
+    bit_overrides: dict = field(default_factory=dict)
+    hybrid: str = "R26+ViT-XXS/4"
+    batch_size: int = 128
+    pretrain_steps: int = 1000
+    warmup_steps: int = 100
+    pretrain_lr: float = 1e-3
+    bit_lr: float = 1e-3
+    finetune_steps: int = 200
+    finetune_batch_size: int = 128
+    finetune_image_size: int = 48
+    finetune_lrs: tuple = (0.003, 0.01, 0.03)
+    seeds: tuple = (0,)
+    eval_every: int = 0
+    log_every: int = 50
+
+
+SCALES: dict[str, Scale] = {
+    "smoke": Scale(
+        name="smoke", description="seconds on a laptop CPU: proves the plumbing, not the claims",
+        data_dir="embedded", max_train=512, max_test=256, vit="ViT-XXS/8", bit="R14x1", hybrid="R26+ViT-XXS/8",
+        batch_size=32, pretrain_steps=12, warmup_steps=3, finetune_steps=6, finetune_batch_size=32,
+        finetune_image_size=48, finetune_lrs=(0.01, 0.03), log_every=4,
+    ),
+    "cpu": Scale(
+        # Sized by measurement on 2 cores (benchmarks/throughput.py): ViT-XS/4 trains at ~370 images/s
+        # at 32 px and BiT R14x1 at ~380, so the pair costs about the same; ViT-Ti/4 would be ~80 images/s.
+        name="cpu", description="minutes per run on 2 CPU cores: ViT-XS/4 vs BiT R14x1 on CIFAR-10 at 32 px",
+        vit="ViT-XS/4", bit="R14x1", hybrid="R26+ViT-XXS/4", batch_size=128, pretrain_steps=1500,
+        warmup_steps=150, finetune_steps=200, finetune_image_size=48, finetune_lrs=(0.01, 0.03), log_every=50,
+        eval_every=500, max_test=None,
+    ),
+    "gpu": Scale(
+        # Not yet calibrated on a GPU in this project: sizes follow the airbench-style budget of
+        # "minutes per run" on one modern GPU with GPU-resident data.
+        name="gpu", description="one modern GPU: ViT-Ti/4 vs BiT R26x1 on full CIFAR-10, minutes per run",
+        vit="ViT-Ti/4", vit_overrides={"dropout": 0.0}, bit="R26x1", bit_overrides={"stem": "cifar"},
+        hybrid="R26+ViT-Ti/4", batch_size=512, pretrain_steps=6000, warmup_steps=500, finetune_steps=1000,
+        finetune_batch_size=512, finetune_image_size=64, finetune_lrs=(0.003, 0.01, 0.03), seeds=(0, 1, 2),
+        eval_every=1000, log_every=100,
+    ),
+    "paper": Scale(
+        # App. B: ViT-B/16 at 224 px, fine-tuned at 384 px with batch 512 and the lr grid; pre-training on
+        # ImageNet-21k / JFT is out of reach here, so notebooks fine-tune a given pre-trained checkpoint.
+        name="paper", description="the paper's settings: ViT-B/16 224 -> 384 px, batch 512, multi-GPU via torchrun",
+        dataset="imagenet1k", image_size=224, vit="ViT-B/16", bit="R50x1", hybrid="R50+ViT-B/16",
+        batch_size=4096, pretrain_steps=300_000, warmup_steps=10_000, pretrain_lr=1e-3, finetune_steps=10_000,
+        finetune_batch_size=512, finetune_image_size=384, finetune_lrs=(0.001, 0.003, 0.01, 0.03),
+        eval_every=5000, log_every=100,
+    ),
+}
+
+
+def get_scale(name: str) -> Scale:
+    """The preset of a scale; an unknown name is an error listing the valid ones."""
+    if name not in SCALES:
+        raise ValueError(f"unknown scale {name!r}; choose one of {list(SCALES)}")
+    return SCALES[name]

@@ -1,0 +1,672 @@
+"""Checkpoints: timm state dicts, the official ``.npz`` layout, safetensors and the project's own format.
+
+Loading follows one path for every source (timm's ``checkpoint_filter_fn``,
+big_vision's ``load``):
+
+    read the file  ->  filter_state_dict (pure)  ->  model.load_state_dict(strict=True)
+
+``filter_state_dict`` renames the official google-research/vision_transformer
+arrays to our (timm's) parameter names, resamples position embeddings when the
+checkpoint was trained at another resolution (Sec. 3.2: "2D interpolation of the
+pre-trained position embeddings"), drops the pre-logits layer when the model has
+none (Sec. 3.1: it is removed for fine-tuning) and, when asked, replaces a head
+with another number of classes by a zero-initialised one (Sec. 3.2). Every
+missing, unexpected or misshapen parameter is a :class:`CheckpointError` that
+names the keys and both shapes.
+
+Formats, detected from the file's bytes rather than its name:
+
+- ``"official-npz"``: the ``.npz`` of google-research/vision_transformer (ViT and
+  the R50 hybrids), optionally under ``opt/target/`` (their training checkpoints).
+- ``"torch"``: a state dict saved with ``torch.save`` (timm's, ours, possibly
+  nested under ``state_dict`` or ``model``); read with ``weights_only=True`` so no
+  code in the pickle runs.
+- ``"safetensors"``: a state dict in safetensors (timm / Hugging Face hub files).
+- ``"repro"``: this project's own ``<name>.safetensors`` + ``<name>.json`` pair
+  written by :func:`save_checkpoint`; :func:`load_model` rebuilds the model from
+  the JSON alone.
+
+Departures from the official loader: the position-embedding grid is resampled
+bicubically (as the paper says and as timm's loader for timm checkpoints does;
+timm's ``_load_weights`` for ``.npz`` files uses bilinear), and a head of the
+wrong size is an error unless ``num_classes_mismatch="reset"`` (timm silently
+keeps its random head).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file as _load_safetensors
+from safetensors.torch import save_file as _save_safetensors
+from timm.layers import resample_abs_pos_embed
+from torch import nn
+
+from .config import BiTConfig, HybridConfig, ModelConfig, ViTConfig
+from .models import build_model
+
+PathLike = Union[str, os.PathLike]
+Grid = tuple[int, int]
+
+FORMATS = ("official-npz", "torch", "safetensors", "repro")
+OWN_FORMAT_NAME = "repro"
+OWN_FORMAT_VERSION = 1
+DEFAULT_STEM = "model"  # file stem used when save_checkpoint is given a directory
+_OFFICIAL_PREFIXES = ("opt/target/",)
+_MAX_LISTED = 20  # keys listed in an error message before "... and N more"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, or does not fit the model (keys and shapes named)."""
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_checkpoint` did to make a checkpoint fit the model."""
+
+    path: str
+    format: str                          # one of FORMATS
+    resampled: Optional[tuple[Grid, Grid]] = None  # (checkpoint grid, model grid) of the position embeddings
+    head_reset: bool = False             # the checkpoint's head was replaced by a zero head
+    dropped: list[str] = field(default_factory=list)  # checkpoint keys not loaded (pre-logits, old head, ...)
+    missing: list[str] = field(default_factory=list)  # model keys left as they were (only with strict=False)
+    notes: list[str] = field(default_factory=list)    # one line per decision, for logs
+
+
+# ----------------------------------------------------------------------------------------------
+# The official layout <-> our names
+# ----------------------------------------------------------------------------------------------
+
+class _Rule(NamedTuple):
+    official: str  # template with {b} (encoder block), {s} (ResNet stage), {u} (unit), {r} (conv 1-3)
+    ours: str
+    layout: str    # raw | conv | dense | attn_out: how the array is laid out differently
+
+
+# official index = our index + offset: the official ResNet counts stages and units from 1.
+_INDEX_OFFSET = {"b": 0, "r": 0, "s": 1, "u": 1}
+
+
+def _affine(official: str, ours: str, norm: str = "scale") -> list[_Rule]:
+    """LayerNorm / GroupNorm: official ``scale``/``bias`` are torch ``weight``/``bias``, same shape (C,)."""
+    return [_Rule(f"{official}/{norm}", f"{ours}.weight", "raw"), _Rule(f"{official}/bias", f"{ours}.bias", "raw")]
+
+
+def _linear(official: str, ours: str, layout: str = "dense") -> list[_Rule]:
+    return [_Rule(f"{official}/kernel", f"{ours}.weight", layout), _Rule(f"{official}/bias", f"{ours}.bias", "raw")]
+
+
+_BLOCK = "Transformer/encoderblock_{b}"
+_UNIT = "block{s}/unit{u}"
+_BACKBONE = "patch_embed.backbone"
+_RULES: list[_Rule] = [
+    _Rule("cls", "cls_token", "raw"),                                            # (1, 1, D)
+    _Rule("Transformer/posembed_input/pos_embedding", "pos_embed", "raw"),       # (1, N+1, D)
+    *_linear("embedding", "patch_embed.proj", layout="conv"),                    # (P, P, C, D) HWIO
+    *_affine("Transformer/encoder_norm", "norm"),
+    *_affine(f"{_BLOCK}/LayerNorm_0", "blocks.{b}.norm1"),
+    *_affine(f"{_BLOCK}/LayerNorm_2", "blocks.{b}.norm2"),
+    *_linear(f"{_BLOCK}/MultiHeadDotProductAttention_1/out", "blocks.{b}.attn.proj", layout="attn_out"),
+    *_linear(f"{_BLOCK}/MlpBlock_3/Dense_0", "blocks.{b}.mlp.fc1"),
+    *_linear(f"{_BLOCK}/MlpBlock_3/Dense_1", "blocks.{b}.mlp.fc2"),
+    *_linear("pre_logits", "pre_logits.fc"),
+    *_linear("head", "head"),
+    # The hybrid's ResNet (official models_resnet.py; timm ResNetV2 with preact=False).
+    _Rule("conv_root/kernel", f"{_BACKBONE}.stem.conv.weight", "conv"),
+    *_affine("gn_root", f"{_BACKBONE}.stem.norm"),
+    _Rule(f"{_UNIT}/conv{{r}}/kernel", f"{_BACKBONE}.stages.{{s}}.blocks.{{u}}.conv{{r}}.weight", "conv"),
+    *_affine(f"{_UNIT}/gn{{r}}", f"{_BACKBONE}.stages.{{s}}.blocks.{{u}}.norm{{r}}"),
+    _Rule(f"{_UNIT}/conv_proj/kernel", f"{_BACKBONE}.stages.{{s}}.blocks.{{u}}.downsample.conv.weight", "conv"),
+    *_affine(f"{_UNIT}/gn_proj", f"{_BACKBONE}.stages.{{s}}.blocks.{{u}}.downsample.norm"),
+]
+# The official code keeps query, key and value as three Dense layers with kernels (D, H, Dh) and
+# biases (H, Dh); timm and we fuse them into one qkv Linear of weight (3D, D).
+_QKV_RE = re.compile(r"Transformer/encoderblock_(\d+)/MultiHeadDotProductAttention_1/(query|key|value)/(kernel|bias)")
+_OUR_QKV_RE = re.compile(r"blocks\.(\d+)\.attn\.qkv\.(weight|bias)")
+
+
+def _template_regex(template: str) -> re.Pattern:
+    parts = re.split(r"\{(\w)\}", template)  # literal, name, literal, name, ...
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else rf"(?P<{p}>\d+)" for i, p in enumerate(parts)))
+
+
+_COMPILED = [(rule, _template_regex(rule.official), _template_regex(rule.ours)) for rule in _RULES]
+
+
+def _fill(template: str, match: re.Match, sign: int) -> str:
+    return template.format(**{k: int(v) + sign * _INDEX_OFFSET[k] for k, v in match.groupdict().items()})
+
+
+def _to_ours(layout: str, a: torch.Tensor) -> torch.Tensor:
+    if layout == "conv":      # HWIO -> OIHW
+        return a.permute(3, 2, 0, 1)
+    if layout == "dense":     # (in, out) -> (out, in)
+        return a.T
+    if layout == "attn_out":  # (H, Dh, D) -> (D, H*Dh)
+        return a.reshape(-1, a.shape[-1]).T
+    return a
+
+
+def _to_official(layout: str, t: torch.Tensor, num_heads: int) -> torch.Tensor:
+    if layout == "conv":      # OIHW -> HWIO
+        return t.permute(2, 3, 1, 0)
+    if layout == "dense":
+        return t.T
+    if layout == "attn_out":  # (D, H*Dh) -> (H, Dh, D)
+        return t.T.reshape(num_heads, -1, t.shape[0])
+    return t
+
+
+def is_official_layout(keys) -> bool:
+    """True when the keys are the official Flax names (``a/b/c``) rather than torch names (``a.b.c``)."""
+    return any("/" in k for k in keys)
+
+
+def _strip_official_prefix(arrays: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep only the model parameters of a training checkpoint (``opt/target/...``; ``opt/state`` is the optimizer)."""
+    for prefix in _OFFICIAL_PREFIXES:
+        if any(k.startswith(prefix) for k in arrays):
+            return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+    return dict(arrays)
+
+
+def npz_to_state_dict(arrays: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The official ``.npz`` arrays (name -> array) as a state dict with our (timm's) names and layouts.
+
+    Pure: the input is not modified and the output tensors own their memory.
+    Arrays whose names match no rule are passed on under their own name, so that
+    the strict load reports them as unexpected keys.
+    """
+    arrays = _strip_official_prefix(arrays)
+    keys = list(arrays)
+    if any(k.startswith("params/") for k in keys) or "pos_embedding" in arrays or any(
+            k.startswith("Transformer/encoderblock/") for k in keys):
+        raise CheckpointError(
+            "this looks like a big_vision checkpoint (scanned layers / 'params/' / top-level 'pos_embedding'); "
+            "only the google-research/vision_transformer .npz layout is supported")
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+    for name in keys:
+        a = torch.from_numpy(np.array(arrays[name]))  # np.array: a writable copy that torch may own
+        if m := _QKV_RE.fullmatch(name):
+            qkv.setdefault((int(m[1]), m[3]), {})[m[2]] = a
+            continue
+        for rule, official_re, _ in _COMPILED:
+            if m := official_re.fullmatch(name):
+                out[_fill(rule.ours, m, -1)] = _to_ours(rule.layout, a).contiguous()
+                break
+        else:
+            out[name] = a
+    for (block, kind), parts in sorted(qkv.items()):
+        if set(parts) != {"query", "key", "value"}:
+            raise CheckpointError(f"encoder block {block} has {sorted(parts)} {kind}s but needs query, key and value")
+        if kind == "kernel":  # each (D, H, Dh) -> (H*Dh, D); stacked (3*H*Dh, D)
+            fused = torch.cat([parts[n].reshape(parts[n].shape[0], -1).T for n in ("query", "key", "value")])
+            out[f"blocks.{block}.attn.qkv.weight"] = fused.contiguous()
+        else:                 # each (H, Dh) -> (H*Dh,)
+            out[f"blocks.{block}.attn.qkv.bias"] = torch.cat([parts[n].reshape(-1) for n in ("query", "key", "value")])
+    return out
+
+
+def state_dict_to_npz(state_dict: Mapping[str, torch.Tensor], num_heads: int) -> dict[str, np.ndarray]:
+    """Our state dict in the official ``.npz`` layout: the inverse of :func:`npz_to_state_dict`.
+
+    Raises a CheckpointError for parameters the official layout has no place for
+    (2-D or relative position tables, the BiT ResNet's names, ...).
+    """
+    out: dict[str, np.ndarray] = {}
+    unsupported = []
+    for name, t in state_dict.items():
+        t = t.detach().cpu().float()
+        if m := _OUR_QKV_RE.fullmatch(name):
+            block, kind = m[1], m[2]
+            prefix = f"Transformer/encoderblock_{block}/MultiHeadDotProductAttention_1"
+            for part, chunk in zip(("query", "key", "value"), t.chunk(3, dim=0)):
+                if kind == "weight":  # (H*Dh, D) -> (D, H, Dh)
+                    arr = chunk.T.reshape(chunk.shape[1], num_heads, -1)
+                else:                 # (H*Dh,) -> (H, Dh)
+                    arr = chunk.reshape(num_heads, -1)
+                out[f"{prefix}/{part}/{'kernel' if kind == 'weight' else 'bias'}"] = arr.numpy().copy()
+            continue
+        for rule, _, ours_re in _COMPILED:
+            if m := ours_re.fullmatch(name):
+                out[_fill(rule.official, m, +1)] = _to_official(rule.layout, t, num_heads).contiguous().numpy().copy()
+                break
+        else:
+            unsupported.append(name)
+    if unsupported:
+        raise CheckpointError(
+            f"the official .npz layout has no place for {_list(unsupported)}; only ViTs with 1-D position "
+            "embeddings and the R50-style hybrids can be exported")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The filter: any checkpoint's state dict -> exactly the model's keys and shapes
+# ----------------------------------------------------------------------------------------------
+
+def _list(keys, limit: int = _MAX_LISTED) -> str:
+    keys = list(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _shape(t) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+def _strip_module_prefix(sd: dict) -> dict:
+    # DistributedDataParallel and torch.compile wrap the model and prefix every key.
+    for prefix in ("module.", "_orig_mod."):
+        if sd and all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def _square_grid(num_patches: int, what: str) -> Grid:
+    side = math.isqrt(num_patches)
+    if side * side != num_patches:
+        raise CheckpointError(
+            f"{what}: {num_patches} patch positions are not a square grid, so the checkpoint's grid cannot be "
+            "inferred (does the checkpoint's pooling, class token or not, match the model's?)")
+    return side, side
+
+
+def _resample_1d(table: torch.Tensor, length: int) -> torch.Tensor:
+    """(1, n, d) -> (1, length, d), bicubic along n (a 2-D bicubic resize of a 1 x n image)."""
+    x = table.float().permute(0, 2, 1).unsqueeze(2)  # (1, d, 1, n)
+    x = F.interpolate(x, size=(1, length), mode="bicubic", align_corners=False, antialias=True)
+    return x.squeeze(2).permute(0, 2, 1).to(table.dtype)
+
+
+def _resample_positions(sd: dict, target: Mapping[str, torch.Tensor], model: nn.Module,
+                        prefix: int) -> Optional[tuple[Grid, Grid]]:
+    """Bring the checkpoint's position tables to the model's grid in place; returns (old grid, new grid) or None.
+
+    ``prefix``: class-token rows at the start of the checkpoint's 1-D table (1 when it has a ``cls_token``).
+    """
+    new_grid = tuple(getattr(model, "grid_size", ()))
+    resampled = None
+    # 1-D table (1, prefix + gh*gw, D): the class token's row is not a position on the grid, keep it apart.
+    if "pos_embed" in sd and "pos_embed" in target and _shape(sd["pos_embed"]) != _shape(target["pos_embed"]):
+        old, new = sd["pos_embed"], target["pos_embed"]
+        # A width or pooling mismatch is not a resolution change: the shape / key checks name it.
+        if old.ndim == 3 and old.shape[-1] == new.shape[-1] and prefix == getattr(model, "num_prefix_tokens", 0):
+            old_grid = _square_grid(old.shape[1] - prefix, f"pos_embed {_shape(old)}")
+            sd["pos_embed"] = resample_abs_pos_embed(
+                old, new_size=list(new_grid), old_size=list(old_grid), num_prefix_tokens=prefix,
+                interpolation="bicubic")
+            resampled = (old_grid, new_grid)
+    # 2-D tables: X (1, gw, D/2) and Y (1, gh, D/2) are 1-D functions of the column / row, resample each alone.
+    if {"pos_embed_x", "pos_embed_y"} <= set(sd) & set(target):
+        old_grid = (sd["pos_embed_y"].shape[1], sd["pos_embed_x"].shape[1])
+        if old_grid != new_grid and all(
+                sd[k].ndim == 3 and sd[k].shape[-1] == target[k].shape[-1] for k in ("pos_embed_x", "pos_embed_y")):
+            for key, old_len, new_len in (("pos_embed_y", old_grid[0], new_grid[0]),
+                                          ("pos_embed_x", old_grid[1], new_grid[1])):
+                if old_len != new_len:  # an axis that keeps its length keeps its table bit for bit
+                    sd[key] = _resample_1d(sd[key], new_len)
+            resampled = (old_grid, new_grid)
+    # Relative tables index offsets of raster-order positions; they have no meaning on another grid.
+    for key in sorted(k for k in sd if k.endswith("attn.rel_pos_table") and k in target):
+        old, new = sd[key], target[key]
+        if old.ndim == new.ndim == 3 and old.shape[0] != new.shape[0] and old.shape[1:] == new.shape[1:]:
+            raise CheckpointError(
+                f"{key}: checkpoint {_shape(old)} vs model {_shape(new)}: 1-D relative position tables "
+                f"(one row per raster-order offset, 2N-1 of them) cannot be resampled to another grid "
+                f"(model grid {new_grid[0]}x{new_grid[1]}); fine-tune at the checkpoint's resolution instead")
+    return resampled
+
+
+def _filter(state_dict: Mapping[str, Any], model: nn.Module, num_classes_mismatch: str,
+            strict: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The work of :func:`filter_state_dict`; also returns what it did (the fields of a LoadReport)."""
+    if num_classes_mismatch not in ("error", "reset"):
+        raise ValueError(f"num_classes_mismatch={num_classes_mismatch!r}; choose 'error' or 'reset'")
+    done: dict[str, Any] = dict(resampled=None, head_reset=False, dropped=[], missing=[], notes=[])
+    sd = dict(state_dict)
+    if is_official_layout(sd):
+        sd = npz_to_state_dict(sd)
+    sd = _strip_module_prefix(sd)
+    not_tensors = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise CheckpointError(f"not a state dict: the values of {_list(not_tensors)} are not tensors")
+    target = model.state_dict()
+
+    # The paper removes the tanh pre-logits layer for fine-tuning (Sec. 3.1).
+    pre_logits = sorted(k for k in sd if k.startswith("pre_logits.") and k not in target)
+    if pre_logits and not any(k.startswith("pre_logits.") for k in target):
+        for k in pre_logits:
+            del sd[k]
+        done["dropped"] += pre_logits
+        done["notes"].append("dropped the checkpoint's pre-logits layer: the model has none (Sec. 3.1, fine-tuning)")
+
+    # Head: a checkpoint for another label set has a head of another shape.
+    ckpt_head = {k: sd[k] for k in sd if k.startswith("head.")}
+    model_head = {k: target[k] for k in target if k.startswith("head.")}
+    head_differs = set(ckpt_head) != set(model_head) or any(
+        _shape(v) != _shape(model_head[k]) for k, v in ckpt_head.items())
+    if head_differs and (ckpt_head or num_classes_mismatch == "reset"):
+        def describe(head):
+            return ", ".join(f"{k} {_shape(v)}" for k, v in sorted(head.items())) or "no head"
+
+        if num_classes_mismatch == "error":
+            counts = {n: next((v.shape[0] for k, v in h.items() if k.endswith("bias")), 0)
+                      for n, h in (("checkpoint", ckpt_head), ("model", model_head))}
+            raise CheckpointError(
+                f"the checkpoint's head does not fit the model: {counts['checkpoint']} classes in the checkpoint "
+                f"({describe(ckpt_head)}) vs {counts['model']} in the model ({describe(model_head)}); pass "
+                "num_classes_mismatch='reset' to start from a zero-initialised head (Sec. 3.2)")
+        for k in ckpt_head:
+            del sd[k]
+        done["dropped"] += sorted(ckpt_head)
+        # A fresh fine-tuning head is zero (Sec. 3.2), whatever the model's head held before.
+        sd.update({k: torch.zeros_like(v) for k, v in model_head.items()})
+        done["head_reset"] = True
+        done["notes"].append(f"replaced the checkpoint's head ({describe(ckpt_head)}) by a zero head "
+                             f"({describe(model_head)})")
+
+    ckpt_prefix = 1 if "cls_token" in sd else 0  # before unexpected keys (a cls_token the model lacks) go
+    # Names first: a missing or unexpected key is a clearer message than a resampling failure it causes.
+    missing = [k for k in target if k not in sd]
+    unexpected = [k for k in sd if k not in target]
+    if strict and (missing or unexpected):
+        raise CheckpointError(
+            "the checkpoint's keys do not match the model's:"
+            + (f"\n  missing in the checkpoint: {_list(missing)}" if missing else "")
+            + (f"\n  unexpected in the checkpoint: {_list(unexpected)}" if unexpected else ""))
+    for k in unexpected:
+        del sd[k]
+    done["dropped"] += unexpected
+    done["missing"] = missing
+
+    done["resampled"] = _resample_positions(sd, target, model, ckpt_prefix)
+    if done["resampled"]:
+        (oh, ow), (nh, nw) = done["resampled"]
+        done["notes"].append(f"resampled the position embeddings from a {oh}x{ow} to a {nh}x{nw} grid (bicubic)")
+
+    wrong = [(k, _shape(sd[k]), _shape(target[k])) for k in sd if _shape(sd[k]) != _shape(target[k])]
+    if wrong:
+        lines = [f"  {k}: checkpoint {a} vs model {b}" for k, a, b in wrong[:_MAX_LISTED]]
+        more = f"\n  ... and {len(wrong) - _MAX_LISTED} more" if len(wrong) > _MAX_LISTED else ""
+        raise CheckpointError("the checkpoint's shapes do not match the model's:\n" + "\n".join(lines) + more)
+    return sd, done
+
+
+def filter_state_dict(state_dict: Mapping[str, Any], model: nn.Module, *,
+                      num_classes_mismatch: str = "error", strict: bool = True) -> dict[str, torch.Tensor]:
+    """Any supported checkpoint's arrays -> a state dict with exactly ``model``'s keys and shapes.
+
+    Pure (neither input is modified). In order: official ``.npz`` names and layouts
+    are converted; ``module.`` prefixes are removed; a pre-logits layer the model
+    lacks is dropped; a head of another shape raises unless
+    ``num_classes_mismatch="reset"``, which substitutes zeros of the model's head
+    shape; 1-D position embeddings are resampled bicubically to the model's grid
+    (class-token row kept apart), 2-D X/Y tables along their one axis, and
+    relative tables of another grid raise. With ``strict`` any missing or
+    unexpected key raises; without, unexpected keys are dropped. A shape that still
+    differs raises. All errors are :class:`CheckpointError` naming keys and shapes.
+    """
+    return _filter(state_dict, model, num_classes_mismatch, strict)[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading files
+# ----------------------------------------------------------------------------------------------
+
+def _sniff(path: Path) -> str:
+    """The file's format from its first bytes (names lie: a timm ``.pth`` and an ``.npz`` are both zip files)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except zipfile.BadZipFile as e:
+            raise CheckpointError(f"{path}: looks like a zip file but cannot be opened: {e}") from e
+        if any(n.endswith("data.pkl") for n in names):
+            return "torch"      # torch.save's zip container
+        if names and all(n.endswith(".npy") for n in names):
+            return "official-npz"
+    elif head[:1] == b"\x80":  # a bare pickle: torch.save(..., _use_new_zipfile_serialization=False)
+        return "torch"
+    elif len(head) >= 9 and head[8:9] == b"{":
+        # safetensors: an 8-byte little-endian header length, then the JSON header.
+        header_len = int.from_bytes(head[:8], "little")
+        if 0 < header_len < path.stat().st_size:
+            return "safetensors"
+    raise CheckpointError(
+        f"{path}: unknown checkpoint format (first bytes {head[:8]!r}); expected the official .npz, a state dict "
+        "saved with torch.save, a .safetensors file, or this project's <name>.safetensors + <name>.json")
+
+
+def _unwrap(obj: Any, path: Path) -> dict:
+    """The state dict inside a pickled training checkpoint ({'state_dict': ...} or {'model': ...})."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return dict(obj)
+    for key in ("state_dict", "model"):
+        if isinstance(obj.get(key), Mapping):
+            return _unwrap(obj[key], path)
+    raise CheckpointError(f"{path}: a dict with keys {_list(list(obj), 10)} but no state dict in it "
+                          "(looked for tensors at the top level, under 'state_dict' and under 'model')")
+
+
+def _sidecar_json(weights: Path) -> Path:
+    return weights.with_name(weights.name[: -len(".safetensors")] + ".json") if weights.name.endswith(
+        ".safetensors") else weights.with_name(weights.name + ".json")
+
+
+def _resolve(path: PathLike) -> Path:
+    """The weights file for a path that may name a file, our checkpoint's directory, base name or JSON."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / f"{DEFAULT_STEM}.safetensors"
+    elif p.suffix == ".json":
+        p = p.with_suffix(".safetensors")
+    elif not p.exists() and Path(f"{p}.safetensors").exists():
+        p = Path(f"{p}.safetensors")
+    if not p.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path} (looked for {p})")
+    return p
+
+
+def _read_own_meta(weights: Path) -> Optional[dict]:
+    js = _sidecar_json(weights)
+    if not js.is_file():
+        return None
+    meta = json.loads(js.read_text())
+    return meta if isinstance(meta, dict) and meta.get("format") == OWN_FORMAT_NAME else None
+
+
+def read_checkpoint(path: PathLike) -> tuple[dict[str, Any], str]:
+    """Read a checkpoint file without a model: (name -> tensor or array, format).
+
+    The official ``.npz`` comes back as numpy arrays under its own names; pickles
+    are read with ``torch.load(weights_only=True)`` and unwrapped from
+    ``state_dict``/``model``. ``path`` may also be a directory or base name
+    written by :func:`save_checkpoint`.
+    """
+    p = _resolve(path)
+    fmt = _sniff(p)
+    if fmt == "official-npz":
+        with np.load(p, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}, fmt
+    if fmt == "safetensors":
+        return _load_safetensors(str(p), device="cpu"), (OWN_FORMAT_NAME if _read_own_meta(p) else fmt)
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: the pickle holds objects other than tensors and plain containers, and is not loaded "
+            "(weights_only=True, so that no code in a checkpoint runs). Re-save just the state dict: "
+            f"torch.save(model.state_dict(), path). torch said: {str(e).splitlines()[0]}") from e
+    return _unwrap(obj, p), fmt
+
+
+def load_checkpoint(model: nn.Module, path: PathLike, *, num_classes_mismatch: str = "error",
+                    strict: bool = True) -> LoadReport:
+    """Load a checkpoint of any supported format into ``model`` (in place) and say what was adapted.
+
+    ``num_classes_mismatch``: ``"error"`` (default) raises when the checkpoint's head
+    has another shape; ``"reset"`` gives the model a zero head instead (fine-tuning
+    on a new label set, Sec. 3.2). ``strict=False`` tolerates missing and unexpected
+    keys (listed in the report); shapes must always match after the filter.
+    Raises :class:`CheckpointError` for anything that does not fit.
+    """
+    arrays, fmt = read_checkpoint(path)
+    sd, done = _filter(arrays, model, num_classes_mismatch, strict)
+    model.load_state_dict(sd, strict=strict)
+    return LoadReport(path=str(path), format=fmt, **done)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing: our own format, and the official layout
+# ----------------------------------------------------------------------------------------------
+
+_CONFIG_TYPES: dict[str, type] = {c.__name__: c for c in (ViTConfig, BiTConfig, HybridConfig)}
+
+
+def model_config(model: nn.Module) -> ModelConfig:
+    """The config that rebuilds ``model`` with :func:`repro.models.build_model`, as it is now."""
+    cfg = getattr(model, "cfg", None)
+    hybrid = getattr(model, "hybrid_cfg", None)
+    if isinstance(hybrid, HybridConfig) and isinstance(cfg, ViTConfig):
+        # model.cfg follows reset_head(); hybrid_cfg.vit is the config the model was built with.
+        return dataclasses.replace(hybrid, vit=cfg)
+    if isinstance(cfg, BiTConfig):
+        # timm's reset_classifier() updates num_classes on the model, not in our config.
+        return dataclasses.replace(cfg, num_classes=getattr(model, "num_classes", cfg.num_classes))
+    if isinstance(cfg, ViTConfig):
+        return cfg
+    raise CheckpointError(f"{type(model).__name__} has no repro config (.cfg); build it with repro.create_model")
+
+
+def _config_from_json(type_name: str, data: Mapping[str, Any]) -> ModelConfig:
+    if type_name not in _CONFIG_TYPES:
+        raise CheckpointError(f"unknown config type {type_name!r}; expected one of {sorted(_CONFIG_TYPES)}")
+    cls = _CONFIG_TYPES[type_name]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise CheckpointError(f"{type_name} has no field(s) {unknown}: was this saved by a newer version?")
+
+    def to_tuple(v):  # JSON has no tuples; every sequence field of our configs is a tuple
+        return tuple(to_tuple(x) for x in v) if isinstance(v, list) else v
+
+    kwargs = {k: (_config_from_json("ViTConfig", v) if k == "vit" else to_tuple(v)) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    A reader never sees a half-written file, and a crash leaves the old one in place.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _base_path(path: PathLike) -> Path:
+    p = Path(path)
+    if p.is_dir() or str(path).endswith(("/", os.sep)):
+        p.mkdir(parents=True, exist_ok=True)
+        return p / DEFAULT_STEM
+    for suffix in (".safetensors", ".json"):
+        if p.name.endswith(suffix):
+            p = p.with_name(p.name[: -len(suffix)])
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def save_checkpoint(model: nn.Module, path: PathLike, *, extra: Optional[dict] = None) -> Path:
+    """Save ``model`` as ``<path>.safetensors`` (weights) + ``<path>.json`` (config); returns the weights path.
+
+    ``path`` is a base name (a ``.safetensors``/``.json`` suffix is ignored) or a
+    directory (files ``model.*`` inside). The JSON holds the config dataclass and
+    its type, ``variant_name`` and ``extra`` (anything JSON-serialisable: step,
+    metrics, ...). Both files are written atomically, weights first, so a JSON
+    beside a weights file means the pair is complete.
+    """
+    base = _base_path(path)
+    cfg = model_config(model)
+    meta = {
+        "format": OWN_FORMAT_NAME,
+        "version": OWN_FORMAT_VERSION,
+        "config_type": type(cfg).__name__,
+        "config": dataclasses.asdict(cfg),
+        "variant_name": getattr(model, "variant_name", None),
+        "extra": extra or {},
+    }
+    text = json.dumps(meta, indent=2)  # fails here, before anything is written, if extra is not JSON
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weights = Path(f"{base}.safetensors")
+    _atomic_write(weights, lambda tmp: _save_safetensors(tensors, tmp, metadata={"format": "pt"}))
+    _atomic_write(Path(f"{base}.json"), lambda tmp: Path(tmp).write_text(text))
+    return weights
+
+
+def load_checkpoint_meta(path: PathLike) -> dict:
+    """The JSON written by :func:`save_checkpoint` (format, config, variant_name, extra)."""
+    weights = _resolve(path)
+    meta = _read_own_meta(weights)
+    if meta is None:
+        raise CheckpointError(f"{path}: no {_sidecar_json(weights).name} of this project's format beside "
+                              f"{weights.name}; load the weights into a model with load_checkpoint instead")
+    return meta
+
+
+def load_model(path: PathLike) -> nn.Module:
+    """Rebuild a model saved by :func:`save_checkpoint` from its JSON config and load its weights (strict)."""
+    meta = load_checkpoint_meta(path)
+    if meta.get("version", 0) > OWN_FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format version {meta['version']} is newer than this code's "
+                              f"{OWN_FORMAT_VERSION}")
+    model = build_model(_config_from_json(meta["config_type"], meta["config"]))
+    if meta.get("variant_name"):
+        model.variant_name = meta["variant_name"]
+    load_checkpoint(model, _resolve(path))
+    return model
+
+
+def save_official_npz(model: nn.Module, path: PathLike) -> Path:
+    """Write ``model``'s weights in the official google-research/vision_transformer ``.npz`` layout.
+
+    Supports ViTs with 1-D position embeddings (class token or GAP) and the
+    R50-style hybrids; others raise a CheckpointError. The file is written
+    atomically; returns its path.
+    """
+    cfg = getattr(model, "cfg", None)
+    if not isinstance(cfg, ViTConfig) or cfg.pos_embed != "1d":
+        raise CheckpointError("the official .npz layout holds only ViTs and hybrids with 1-D position embeddings, "
+                              f"not {type(model).__name__} with {cfg!r}")
+    arrays = state_dict_to_npz(model.state_dict(), cfg.num_heads)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object, so that numpy does not append ".npz" to the name
+            np.savez(f, **arrays)
+
+    _atomic_write(path, write)
+    return path

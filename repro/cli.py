@@ -1,0 +1,177 @@
+"""Command line: ``python -m repro {pretrain,finetune,evaluate,reproduce} ...``.
+
+Every training command takes a model name, a scale (which fills in the recipe's
+sizes) and ``key=value`` overrides of ``repro.train.TrainConfig``; unknown keys
+and values of the wrong type are errors.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import json
+import sys
+import typing
+from typing import Any, Optional, Sequence
+
+from .config import SCALES, get_scale
+
+
+def _coerce(key: str, text: str, hint: Any) -> Any:
+    """Turn the text of one override into a value of the field's type, or raise a ValueError."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union or str(origin) == "types.UnionType":  # Optional[X]
+        if text.lower() in ("none", "null"):
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(hint)
+    if hint is bool:
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"{key} must be true or false, got {text!r}")
+    if hint in (int, float, str):
+        try:
+            return hint(text)
+        except ValueError:
+            raise ValueError(f"{key} must be {hint.__name__}, got {text!r}") from None
+    if hint in (dict, tuple) or origin in (dict, tuple):
+        expected = origin or hint
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = ast.literal_eval(text)
+        if expected is tuple and isinstance(value, list):
+            value = tuple(value)
+        if not isinstance(value, expected):
+            raise ValueError(f"{key} must be a {expected.__name__}, got {text!r}")
+        return value
+    raise ValueError(f"cannot parse {key}={text!r}")
+
+
+def parse_overrides(config_cls, pairs: Sequence[str]) -> dict:
+    """``["lr=0.01", "steps=100"]`` -> ``{"lr": 0.01, "steps": 100}`` checked against ``config_cls``."""
+    hints = typing.get_type_hints(config_cls)
+    valid = {f.name for f in dataclasses.fields(config_cls)}
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"overrides are key=value, got {pair!r}")
+        key, text = pair.split("=", 1)
+        if key not in valid:
+            raise ValueError(f"unknown key {key!r}; valid keys: {', '.join(sorted(valid))}")
+        out[key] = _coerce(key, text, hints[key])
+    return out
+
+
+def scale_defaults(command: str, scale_name: str) -> dict:
+    """The TrainConfig fields that a scale fills in for ``pretrain`` or ``finetune``."""
+    s = get_scale(scale_name)
+    common = dict(dataset=s.dataset, data_dir=s.data_dir, max_train=s.max_train, max_test=s.max_test,
+                  model=s.vit, model_overrides=dict(s.vit_overrides), log_every=s.log_every, eval_every=s.eval_every,
+                  seed=s.seeds[0])
+    if command == "pretrain":
+        return {**common, "image_size": s.image_size, "batch_size": s.batch_size, "steps": s.pretrain_steps,
+                "warmup_steps": s.warmup_steps, "lr": s.pretrain_lr}
+    return {**common, "image_size": s.finetune_image_size, "batch_size": s.finetune_batch_size,
+            "steps": s.finetune_steps, "lr": s.finetune_lrs[len(s.finetune_lrs) // 2]}
+
+
+def _train_command(args) -> int:
+    from .train import TrainConfig, finetune_config, finetune_sweep, read_final, train
+
+    fields = scale_defaults(args.command, args.scale)
+    if args.model:
+        fields["model"] = args.model
+    fields.update(parse_overrides(TrainConfig, args.overrides))
+    if args.command == "pretrain":
+        run_dir = train(TrainConfig(**fields))
+    else:
+        if not (args.init_from or fields.get("init_from")):
+            raise SystemExit("finetune needs --init-from PATH (a run's model.safetensors, a timm file or an official .npz)")
+        if args.init_from:
+            fields["init_from"] = args.init_from
+        cfg = finetune_config(**fields)
+        if args.lr_sweep:
+            sweep = finetune_sweep(cfg, lrs=get_scale(args.scale).finetune_lrs)
+            print(json.dumps({"best_lr": sweep["best_lr"], "val_accuracy": sweep["val_accuracy"]}, indent=2))
+            run_dir = sweep["best_run"]
+        else:
+            run_dir = train(cfg)
+    print(json.dumps({"run_dir": str(run_dir), **read_final(run_dir)}, indent=2, default=str))
+    return 0
+
+
+def _evaluate_command(args) -> int:
+    import torch
+
+    from . import data as data_lib
+    from .checkpoints import load_model
+    from .train import TrainConfig, evaluate
+
+    model = load_model(args.checkpoint)
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    img = tuple(model.cfg.img_size) if hasattr(model.cfg, "img_size") else None
+    arrays = data_lib.get_datasets(args.dataset, data_dir=args.data_dir, heldout=args.split == "val",
+                                   max_test=args.max_examples)[args.split]
+    out_size = img[0] if img and img[0] != arrays.images.shape[-1] else None
+    loader = data_lib.DeviceLoader(arrays, 256, device=device, train=False, seed=0, out_size=out_size)
+    metrics = evaluate(model, loader, TrainConfig(), device)
+    print(json.dumps({"checkpoint": args.checkpoint, "dataset": args.dataset, "split": args.split, **metrics}, indent=2))
+    return 0
+
+
+def _reproduce_command(args) -> int:
+    from .reproduce import run_notebooks
+
+    extra = {"data_dir": args.data_dir} if args.data_dir else {}
+    run_notebooks(args.scale, out_dir=args.out, notebooks=args.notebooks, extra_parameters=extra)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m repro", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    scales = list(SCALES)
+    for name, text in (("pretrain", "pre-train from scratch with the paper's recipe (App. B.1)"),
+                       ("finetune", "fine-tune a checkpoint with the paper's recipe (App. B.1.1)")):
+        p = sub.add_parser(name, help=text, description=text + ". Overrides are TrainConfig fields, e.g. lr=0.01 steps=500.")
+        p.add_argument("--model", help="variant name, e.g. ViT-B/16, R50x1, R50+ViT-B/16 (default: the scale's ViT)")
+        p.add_argument("--scale", default="cpu", choices=scales, help="fills in sizes and steps (default: cpu)")
+        if name == "finetune":
+            p.add_argument("--init-from", help="checkpoint to start from")
+            p.add_argument("--lr-sweep", action="store_true", help="pick the lr from the scale's grid on the held-out split")
+        p.add_argument("overrides", nargs="*", metavar="key=value")
+        p.set_defaults(func=_train_command)
+    p = sub.add_parser("evaluate", help="top-1 of a saved model on a split",
+                       description="Top-1 accuracy and loss of a repro checkpoint (model.safetensors + model.json).")
+    p.add_argument("checkpoint")
+    p.add_argument("--dataset", default="cifar10")
+    p.add_argument("--data-dir")
+    p.add_argument("--split", default="test", choices=["test", "val"])
+    p.add_argument("--max-examples", type=int)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_evaluate_command)
+    p = sub.add_parser("reproduce", help="run every notebook through papermill at a scale",
+                       description="Run notebooks/*.ipynb at a scale; executed copies, tables and figures go to results/.")
+    p.add_argument("--scale", default="smoke", choices=scales)
+    p.add_argument("--out", default="results")
+    p.add_argument("--data-dir", help="passed to every notebook")
+    p.add_argument("--notebooks", nargs="*", help="only notebooks whose name starts with these, e.g. 01")
+    p.set_defaults(func=_reproduce_command)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,501 @@
+"""Pre-training and fine-tuning, per App. B of the paper, in one visible loop.
+
+``train(cfg)`` runs one job and returns its run directory. ``pretrain`` and
+``finetune`` are ``train`` with the paper's recipe filled in:
+
+- pre-training (App. B.1): Adam(W) with beta1 0.9, beta2 0.999, weight decay
+  0.1, linear warm-up then linear decay, optional dropout and label smoothing;
+- fine-tuning (App. B.1.1): SGD with momentum 0.9, no weight decay, cosine
+  decay, gradient clipping at global norm 1, a fresh zero-initialised head, an
+  optional higher resolution with interpolated position embeddings (Sec. 3.2);
+  ``finetune_sweep`` picks the learning rate on the held-out split.
+
+A run directory holds ``config.json``, ``metrics.jsonl`` (one JSON object per
+log or eval event), ``env.json`` (git revision, versions, device, seed),
+``checkpoint.pt`` (model + optimiser + step, written atomically) and, once done,
+``final.json`` and the weights ``model.safetensors`` + ``model.json``. Running
+the same config again resumes from the checkpoint, or returns at once when the
+run has finished. Batches and dropout are pure functions of (seed, step), so a
+resumed run ends with the same metrics as an uninterrupted one.
+
+Departures: weight decay is decoupled (AdamW) and skips biases, norms, tokens
+and position embeddings (the official code decays every kernel; timm and
+big_vision skip the 1-D parameters too).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import data as data_lib
+from .models import create_model
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. Two runs with equal configs are the same run.
+
+    Defaults are the paper's pre-training recipe (App. B.1) at a small size;
+    ``finetune_config`` gives the fine-tuning recipe.
+    """
+
+    # What to train
+    model: str = "ViT-XS/4"
+    model_overrides: dict = field(default_factory=dict)  # pos_embed, pool, dropout, representation_size...
+    init_from: Optional[str] = None   # checkpoint to start from (fine-tuning); any format repro.checkpoints reads
+    objective: str = "classification"
+    # Data
+    dataset: str = "cifar10"
+    data_dir: Optional[str] = None
+    data_image_size: Optional[int] = None  # decode resolution; None keeps the dataset's native size
+    image_size: int = 32              # the model's input resolution (batches are resized on the device)
+    heldout: bool = True              # train on 90% (98% ImageNet), evaluate on the held-out rest
+    eval_on_test: bool = True         # also report the test split at the end
+    max_train: Optional[int] = None
+    max_test: Optional[int] = None
+    crop_padding: int = 4
+    flip: bool = True
+    # Optimisation
+    optimizer: str = "adamw"          # adamw (pre-training) | sgd (fine-tuning)
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: tuple = (0.9, 0.999)
+    momentum: float = 0.9
+    batch_size: int = 128             # global batch, split over ranks under torchrun
+    steps: int = 1000
+    warmup_steps: int = 100
+    schedule: str = "linear"          # linear | cosine decay after warm-up
+    grad_clip: Optional[float] = None  # 1.0 at fine-tuning
+    label_smoothing: float = 0.0
+    # Runtime
+    seed: int = 0
+    device: str = "auto"              # auto | cpu | cuda | cuda:N
+    amp: str = "auto"                 # auto (bf16 on CUDA) | bf16 | off
+    compile: bool = False
+    log_every: int = 50
+    eval_every: int = 0               # 0: only at the end
+    checkpoint_every: int = 200
+    out_dir: str = "runs"
+    run_name: Optional[str] = None    # default: model, dataset and a hash of the config
+
+    def __post_init__(self):
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer={self.optimizer!r}; choose 'adamw' or 'sgd'")
+        if self.schedule not in ("linear", "cosine"):
+            raise ValueError(f"schedule={self.schedule!r}; choose 'linear' or 'cosine'")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective={self.objective!r}; choose one of {sorted(OBJECTIVES)}")
+        if self.steps <= 0 or self.batch_size <= 0:
+            raise ValueError("steps and batch_size must be positive")
+        self.betas = tuple(self.betas)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def identity(self) -> str:
+        """A short hash of everything that changes the result (not where it is written or how often logged)."""
+        ignore = {"out_dir", "run_name", "log_every", "checkpoint_every", "compile", "device"}
+        payload = {k: v for k, v in self.to_dict().items() if k not in ignore}
+        return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+    @property
+    def run_dir(self) -> Path:
+        name = self.run_name or f"{self.model.replace('/', '-').replace('+', '_')}_{self.dataset}_{self.identity()}"
+        return Path(self.out_dir) / name
+
+
+def finetune_config(**overrides) -> TrainConfig:
+    """The paper's fine-tuning recipe (App. B.1.1): SGD 0.9, no weight decay, cosine, clip at norm 1."""
+    recipe = dict(optimizer="sgd", weight_decay=0.0, schedule="cosine", grad_clip=1.0, lr=0.01, warmup_steps=0)
+    return TrainConfig(**{**recipe, **overrides})
+
+
+# --- objectives: what a batch costs. Masked patch prediction (Sec. 4.6) plugs in here. ------------
+
+class Objective(Protocol):
+    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (loss, number of correct predictions) for one batch, both 0-dim tensors on the device."""
+
+
+def classification_objective(model, images, labels, cfg):
+    logits = model(images)  # (B, K)
+    loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+    return loss, (logits.argmax(-1) == labels).sum()
+
+
+OBJECTIVES: dict[str, Objective] = {"classification": classification_objective}
+
+
+# --- pieces of the loop ----------------------------------------------------------------------------
+
+@dataclass
+class Distributed:
+    """Where this process sits: rank 0 of 1 unless started by torchrun."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_pref: str) -> tuple[Distributed, torch.device]:
+    """Join the torchrun process group if there is one; pick the device (``cuda:LOCAL_RANK`` under torchrun)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    dist = Distributed(int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    if device_pref == "auto":
+        device = torch.device(f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(device_pref)
+    if world_size > 1 and not torch.distributed.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist, device
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to ``cfg.lr`` over ``warmup_steps``, then linear or cosine decay to 0 at ``steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.lr * (1 - progress)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW or SGD; weight decay only on matrices and kernels (ndim >= 2) that are not embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim < 2 or "pos_embed" in name or "cls_token" in name or "rel_pos_table" in name
+        (no_decay if skip else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, **fast)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **fast)
+
+
+def autocast_context(cfg: TrainConfig, device: torch.device):
+    """bf16 autocast on CUDA (and when asked), nothing otherwise."""
+    use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    if use_bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def seed_for(seed: int, step: int) -> int:
+    """The global RNG seed of one step (dropout, drop-path): a pure function of (seed, step)."""
+    return (seed * 1_000_003 + step) % (2**63 - 1)
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def cpu_name() -> str:
+    """The CPU model and how many threads torch uses, e.g. 'Intel Xeon ... (2 threads)'."""
+    model = platform.processor() or "cpu"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def environment(device: torch.device, cfg: TrainConfig, dist: Distributed) -> dict:
+    import timm
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return {
+        "git_revision": git_revision(), "torch": torch.__version__, "timm": timm.__version__,
+        "python": sys.version.split()[0], "device": str(device), "device_name": name,
+        "cpu_threads": torch.get_num_threads(), "world_size": dist.world_size, "seed": cfg.seed,
+        "hostname": platform.node(),
+    }
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write to a temp file in the same folder, then rename: a crash never leaves half a checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DDP and torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+class MetricsLog:
+    """Append-only JSON lines; on resume, lines after the checkpoint's step are dropped (they will be redone)."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def truncate_after(self, step: int) -> None:
+        if not (self.enabled and self.path.exists()):
+            return
+        kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
+        atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
+
+    def write(self, **record) -> None:
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, cfg: TrainConfig, device: torch.device) -> dict:
+    """Loss and top-1 accuracy of ``model`` over every example of ``loader`` (in order, no augmentation)."""
+    was_training = model.training
+    model.eval()
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    count = 0
+    for images, labels in loader:
+        with autocast_context(cfg, device):
+            logits = model(images)
+        total_loss += F.cross_entropy(logits.float(), labels, reduction="sum")
+        correct += (logits.argmax(-1) == labels).sum()
+        count += labels.numel()
+    model.train(was_training)
+    return {"loss": total_loss.item() / max(count, 1), "accuracy": correct.item() / max(count, 1), "count": count}
+
+
+def build_model_for(cfg: TrainConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, dict]:
+    """The model of ``cfg``, initialised from ``cfg.init_from`` when given (head reset, positions resampled)."""
+    model = create_model(cfg.model, num_classes=num_classes, img_size=cfg.image_size, **cfg.model_overrides)
+    info = {}
+    if cfg.init_from:
+        from .checkpoints import load_checkpoint
+        report = load_checkpoint(model, cfg.init_from, num_classes_mismatch="reset")
+        info = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else {"report": str(report)}
+        if hasattr(model, "reset_head"):
+            model.reset_head(num_classes)  # fine-tuning always starts from a zero head (Sec. 3.2)
+    return model.to(device), info
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] = None, progress: bool = True) -> Path:
+    """Run (or resume, or return) the job ``cfg``; returns its run directory.
+
+    ``callback(step, record)`` is called after every logged step; raising
+    ``KeyboardInterrupt`` from it behaves like Ctrl-C (a checkpoint is saved).
+    """
+    dist, device = setup_distributed(cfg.device)
+    run_dir = cfg.run_dir
+    final_path = run_dir / "final.json"
+    if final_path.exists():
+        return run_dir  # finished before: runs are addressed by their config
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2, default=str))
+        atomic_write_text(run_dir / "env.json", json.dumps(environment(device, cfg, dist), indent=2))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    splits = data_lib.get_datasets(
+        cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.data_image_size, seed=cfg.seed,
+        heldout=cfg.heldout, max_train=cfg.max_train, max_test=cfg.max_test,
+    )
+    train_data = splits["train"]
+    num_classes = train_data.num_classes
+    out_size = cfg.image_size if cfg.image_size != train_data.images.shape[-1] else None
+    train_loader = data_lib.DeviceLoader(
+        train_data, cfg.batch_size, device=device, train=True, seed=cfg.seed, crop_padding=cfg.crop_padding,
+        flip=cfg.flip, out_size=out_size, rank=dist.rank, world_size=dist.world_size,
+    )
+    eval_loaders = {
+        name: data_lib.DeviceLoader(arrays, max(cfg.batch_size, 256), device=device, train=False,
+                                    seed=cfg.seed, out_size=out_size)
+        for name, arrays in splits.items() if name == "val" or (name == "test" and cfg.eval_on_test)
+    }
+
+    torch.manual_seed(cfg.seed)  # model init
+    model, init_info = build_model_for(cfg, num_classes, device)
+    optimizer = make_optimizer(model, cfg, device)
+    start_step, resumed_window = 0, None
+    ckpt_path = run_dir / "checkpoint.pt"
+    log = MetricsLog(run_dir / "metrics.jsonl", dist.is_main)
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_step = state["step"]
+        resumed_window = state.get("window")
+        log.truncate_after(start_step)
+        log.write(event="resume", step=start_step)
+    elif dist.is_main:
+        log.truncate_after(-1)
+        n_params = sum(p.numel() for p in model.parameters())
+        log.write(event="start", step=0, params=n_params, train_examples=len(train_data.labels),
+                  data_source=train_data.source, init=init_info)
+
+    train_model = model
+    if dist.world_size > 1:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+    objective = OBJECTIVES[cfg.objective]
+
+    def save_checkpoint(step: int) -> None:
+        if dist.is_main:
+            # The open logging window goes in too, so a resumed run logs the same averages.
+            window = {"loss": window_loss.item(), "correct": window_correct.item(), "images": window_images,
+                      "steps": window_steps, "seconds": time.perf_counter() - window_start}
+            atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                               "window": window}, ckpt_path)
+
+    def check_finite(loss_value: float, step: int) -> None:
+        if not math.isfinite(loss_value):
+            raise NonFiniteLoss(
+                f"loss became {loss_value} by step {step} of {run_dir}; stopping. The last good checkpoint "
+                f"({ckpt_path.name}, if any) is kept: lower the learning rate or check the data."
+            )
+
+    model.train()
+    step = start_step
+    window_loss = torch.zeros((), device=device)
+    window_correct = torch.zeros((), device=device, dtype=torch.long)
+    window_images, window_steps, window_start, t_run = 0, 0, time.perf_counter(), time.perf_counter()
+    if resumed_window:
+        window_loss += resumed_window["loss"]
+        window_correct += resumed_window["correct"]
+        window_images, window_steps = resumed_window["images"], resumed_window["steps"]
+        window_start -= resumed_window["seconds"]
+    bar = tqdm(total=cfg.steps, initial=start_step, desc=run_dir.name, disable=not (progress and dist.is_main),
+               dynamic_ncols=True)
+    try:
+        while step < cfg.steps:
+            lr = lr_at(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images, labels = train_loader.get_batch(step)  # (b, 3, H, W) float, (b,) int64
+            torch.manual_seed(seed_for(cfg.seed, step) + dist.rank)
+            with autocast_context(cfg, device):
+                loss, correct = objective(train_model, images, labels, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            step += 1
+            window_loss += loss.detach()
+            window_correct += correct
+            window_images += labels.numel()
+            window_steps += 1
+            bar.update(1)
+
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                stats = torch.stack([window_loss, window_correct.float(), torch.tensor(float(window_images), device=device)])
+                if dist.world_size > 1:
+                    torch.distributed.all_reduce(stats)
+                    stats[0] /= dist.world_size
+                loss_value = stats[0].item() / window_steps  # the one host-device sync of a window
+                check_finite(loss_value, step)
+                elapsed = time.perf_counter() - window_start
+                record = {"event": "train", "step": step, "loss": loss_value, "lr": lr,
+                          "accuracy": stats[1].item() / stats[2].item(),
+                          "images_per_s": stats[2].item() / elapsed, "seconds": time.perf_counter() - t_run}
+                log.write(**record)
+                bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{record['images_per_s']:.0f}")
+                window_loss.zero_(), window_correct.zero_()
+                window_images, window_steps, window_start = 0, 0, time.perf_counter()
+                if callback:
+                    callback(step, record)
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and dist.is_main:
+                for name, loader in eval_loaders.items():
+                    log.write(event="eval", split=name, step=step, **evaluate(model, loader, cfg, device))
+            if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                check_finite(loss.item(), step)  # never overwrite a good checkpoint with NaN weights
+                save_checkpoint(step)
+    except KeyboardInterrupt:
+        if step > start_step and math.isfinite(loss.item()):
+            save_checkpoint(step)
+            print(f"\ninterrupted at step {step}: checkpoint saved in {ckpt_path}; run the same command to resume",
+                  file=sys.stderr)
+        raise
+    finally:
+        bar.close()
+
+    results = {"step": step, "train_seconds": time.perf_counter() - t_run}
+    if dist.is_main:
+        for name, loader in eval_loaders.items():
+            metrics = evaluate(model, loader, cfg, device)
+            log.write(event="eval", split=name, step=step, **metrics)
+            results[name] = metrics
+        from .checkpoints import save_checkpoint as save_weights
+        save_weights(model, run_dir / "model", extra={"train_config": cfg.to_dict()})
+        atomic_write_text(final_path, json.dumps(results, indent=2))
+        ckpt_path.unlink(missing_ok=True)  # the final weights replace the resumable state
+    if dist.world_size > 1:
+        torch.distributed.barrier()
+    return run_dir
+
+
+def pretrain(cfg: Optional[TrainConfig] = None, **overrides) -> Path:
+    """Pre-train from scratch with the paper's recipe (Adam(W), wd 0.1, warm-up + linear decay)."""
+    cfg = dataclasses.replace(cfg, **overrides) if cfg else TrainConfig(**overrides)
+    return train(cfg)
+
+
+def finetune(cfg: Optional[TrainConfig] = None, **overrides) -> Path:
+    """Fine-tune ``init_from`` with the paper's recipe (SGD 0.9, cosine, clip 1, zero head)."""
+    cfg = dataclasses.replace(cfg, **overrides) if cfg else finetune_config(**overrides)
+    if not cfg.init_from:
+        raise ValueError("finetune needs init_from=<checkpoint path> (a run's model.safetensors, a timm or .npz file)")
+    return train(cfg)
+
+
+def read_final(run_dir: Path) -> dict:
+    """The final metrics of a finished run (``final.json``)."""
+    return json.loads((Path(run_dir) / "final.json").read_text())
+
+
+def finetune_sweep(cfg: TrainConfig, lrs=(0.001, 0.003, 0.01, 0.03), **train_kwargs) -> dict:
+    """Fine-tune once per learning rate on the training split minus the held-out part; pick the lr with the
+    best held-out accuracy (never the test set), as in App. B.1.1. Returns the chosen run and all of them."""
+    if not cfg.heldout:
+        raise ValueError("the learning rate is chosen on the held-out split: set heldout=True")
+    runs = {lr: train(dataclasses.replace(cfg, lr=lr), **train_kwargs) for lr in lrs}
+    scores = {lr: read_final(d)["val"]["accuracy"] for lr, d in runs.items()}
+    best = max(scores, key=scores.get)
+    return {"best_lr": best, "best_run": runs[best], "val_accuracy": scores, "runs": runs}

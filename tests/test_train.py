@@ -1,0 +1,188 @@
+"""The training engine on CPU: resume is exact, NaN stops cleanly, DDP matches one process, CLI checks input."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from repro.cli import main as cli_main, parse_overrides
+from repro.results import read_jsonl
+from repro.train import NonFiniteLoss, TrainConfig, finetune_config, finetune_sweep, lr_at, read_final, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny(tmp_path, **kw) -> TrainConfig:
+    base = dict(model="ViT-XXS/8", dataset="cifar10", data_dir="embedded", max_train=256, max_test=128,
+                batch_size=32, steps=12, warmup_steps=3, log_every=3, checkpoint_every=4, out_dir=str(tmp_path / "runs"),
+                model_overrides={"dropout": 0.1})  # dropout on: resume must restore its randomness too
+    return TrainConfig(**{**base, **kw})
+
+
+def train_losses(run_dir):
+    return [r["loss"] for r in read_jsonl(Path(run_dir) / "metrics.jsonl") if r.get("event") == "train"]
+
+
+def test_run_directory_contents(tmp_path):
+    run_dir = train(tiny(tmp_path), progress=False)
+    for name in ("config.json", "metrics.jsonl", "env.json", "final.json", "model.safetensors", "model.json"):
+        assert (run_dir / name).exists(), name
+    assert not (run_dir / "checkpoint.pt").exists()
+    final = read_final(run_dir)
+    assert set(final) >= {"val", "test"} and 0 <= final["test"]["accuracy"] <= 1
+    env = json.loads((run_dir / "env.json").read_text())
+    assert {"git_revision", "torch", "timm", "device", "seed"} <= set(env)
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    train_records = [r for r in records if r["event"] == "train"]
+    assert [r["step"] for r in train_records] == [3, 6, 9, 12]
+    assert all({"loss", "lr", "accuracy", "images_per_s", "seconds"} <= set(r) for r in train_records)
+
+
+def test_interrupted_run_resumes_to_identical_metrics(tmp_path):
+    reference = train(tiny(tmp_path, run_name="uninterrupted"), progress=False)
+
+    def interrupt(step, record):
+        if step == 6:
+            raise KeyboardInterrupt  # what Ctrl-C does mid-run
+
+    cfg = tiny(tmp_path, run_name="interrupted")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callback=interrupt, progress=False)
+    ckpt = torch.load(cfg.run_dir / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 6
+    resumed = train(cfg, progress=False)  # the same command again
+    assert train_losses(resumed) == pytest.approx(train_losses(reference), abs=1e-6)
+    assert read_final(resumed)["test"] == pytest.approx(read_final(reference)["test"], abs=1e-6)
+    assert any(r.get("event") == "resume" for r in read_jsonl(resumed / "metrics.jsonl"))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_killed_process_resumes(tmp_path):
+    """SIGKILL (no chance to save) after a periodic checkpoint: the rerun continues from it."""
+    cfg = tiny(tmp_path, steps=40, checkpoint_every=4, run_name="killed")
+    reference = train(tiny(tmp_path, steps=40, checkpoint_every=4, run_name="whole"), progress=False)
+    script = (
+        "import sys, os, signal; from repro.train import TrainConfig, train\n"
+        f"cfg = TrainConfig(**{cfg.to_dict()!r})\n"
+        "def kill(step, record):\n"
+        "    if step >= 9: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "train(cfg, callback=kill, progress=False)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert torch.load(cfg.run_dir / "checkpoint.pt", weights_only=True)["step"] == 8
+    resumed = train(cfg, progress=False)
+    assert train_losses(resumed) == pytest.approx(train_losses(reference), abs=1e-6)
+
+
+def test_finished_run_is_not_redone(tmp_path):
+    cfg = tiny(tmp_path)
+    run_dir = train(cfg, progress=False)
+    stamp = (run_dir / "final.json").stat().st_mtime_ns
+    assert train(cfg, progress=False) == run_dir
+    assert (run_dir / "final.json").stat().st_mtime_ns == stamp
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = tiny(tmp_path, steps=30, lr=1e6, warmup_steps=0, log_every=1, checkpoint_every=1, optimizer="sgd",
+               weight_decay=0.0, model_overrides={})
+    with pytest.raises(NonFiniteLoss, match="loss became"):
+        train(cfg, progress=False)
+    ckpt = cfg.run_dir / "checkpoint.pt"
+    if ckpt.exists():  # whatever was saved holds finite weights only
+        state = torch.load(ckpt, weights_only=True)["model"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_learning_rate_schedules():
+    cfg = TrainConfig(lr=1.0, steps=110, warmup_steps=10, schedule="linear")
+    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(60, cfg) == pytest.approx(0.5) and lr_at(110, cfg) == pytest.approx(0.0)
+    cos = finetune_config(lr=1.0, steps=100)
+    assert cos.optimizer == "sgd" and cos.grad_clip == 1.0 and cos.weight_decay == 0.0
+    assert lr_at(50, cos) == pytest.approx(0.5) and lr_at(100, cos) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_finetune_at_higher_resolution_picks_lr_on_heldout(tmp_path):
+    pre = train(tiny(tmp_path), progress=False)
+    cfg = finetune_config(**{**tiny(tmp_path).to_dict(), **finetune_config().to_dict(),
+                             "out_dir": str(tmp_path / "runs"), "model": "ViT-XXS/8", "dataset": "cifar10",
+                             "data_dir": "embedded", "max_train": 256, "max_test": 128, "batch_size": 32,
+                             "steps": 4, "log_every": 2, "image_size": 48,
+                             "init_from": str(pre / "model.safetensors")})
+    sweep = finetune_sweep(cfg, lrs=(0.01, 0.03), progress=False)
+    assert set(sweep["val_accuracy"]) == {0.01, 0.03}
+    assert sweep["val_accuracy"][sweep["best_lr"]] == max(sweep["val_accuracy"].values())
+    start = read_jsonl(sweep["best_run"] / "metrics.jsonl")[0]
+    assert start["event"] == "start"
+    model_cfg = json.loads((sweep["best_run"] / "model.json").read_text())
+    assert "48" in json.dumps(model_cfg)  # the fine-tuned model runs at 48 px
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="lamb")
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="step")
+
+
+def test_cli_overrides_are_typed_and_checked():
+    assert parse_overrides(TrainConfig, ["lr=0.01", "steps=5", "flip=false", "max_train=none",
+                                         'model_overrides={"pos_embed": "2d"}']) == {
+        "lr": 0.01, "steps": 5, "flip": False, "max_train": None, "model_overrides": {"pos_embed": "2d"}}
+    with pytest.raises(ValueError, match="unknown key 'lrate'"):
+        parse_overrides(TrainConfig, ["lrate=0.1"])
+    with pytest.raises(ValueError, match="steps must be int"):
+        parse_overrides(TrainConfig, ["steps=ten"])
+
+
+def test_cli_pretrain_and_evaluate(tmp_path, capsys):
+    out = str(tmp_path / "runs")
+    assert cli_main(["pretrain", "--scale", "smoke", f"out_dir={out}", "steps=4", "log_every=2"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    run_dir = Path(printed["run_dir"])
+    assert cli_main(["evaluate", str(run_dir / "model"), "--dataset", "cifar10", "--data-dir", "embedded",
+                     "--max-examples", "64"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["count"] == 64 and 0 <= result["accuracy"] <= 1
+    assert cli_main(["pretrain", "--scale", "smoke", "bogus=1"]) == 2
+    assert "unknown key 'bogus'" in capsys.readouterr().err
+
+
+def test_cli_help_runs(capsys):
+    proc = subprocess.run([sys.executable, "-m", "repro", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0 and "pretrain" in proc.stdout and "reproduce" in proc.stdout
+    for command in ("pretrain", "finetune", "evaluate", "reproduce"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main([command, "--help"])
+        assert exit_info.value.code == 0 and "usage" in capsys.readouterr().out
+
+
+DDP_SCRIPT = """
+import json, os, sys
+import torch
+from repro.train import TrainConfig, train
+cfg = TrainConfig(**json.loads(sys.argv[1]))
+train(cfg, progress=False)
+"""
+
+
+def test_torchrun_two_processes_match_one(tmp_path):
+    """2 CPU ranks (gloo) at global batch 32 follow the loss curve of 1 process at batch 32."""
+    cfg = tiny(tmp_path, steps=6, log_every=1, model_overrides={}, run_name="single")
+    single = train(cfg, progress=False)
+    ddp_cfg = dict(cfg.to_dict(), run_name="ddp", device="cpu")
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+         json.dumps(ddp_cfg)], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp_losses = train_losses(Path(cfg.out_dir) / "ddp")
+    assert len(ddp_losses) == 6
+    assert ddp_losses == pytest.approx(train_losses(single), rel=1e-4, abs=1e-5)

@@ -22,5 +22,7 @@ clean-venv:
 	rm -rf $(VENV)
 
 # The main job: every notebook through papermill at SCALE (smoke | cpu | gpu | paper).
+# PARAMS passes notebook parameters, e.g. PARAMS="-p pretrained_checkpoint=/ckpt/ViT-B_16.npz".
+PARAMS ?=
 reproduce: install
-	$(PY) -m repro reproduce --scale $(SCALE)
+	$(PY) -m repro reproduce --scale $(SCALE) $(PARAMS)

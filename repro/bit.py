@@ -9,8 +9,9 @@ and timm/BiT state dicts load as they are.
 Departures from BiT, all opt-in:
 - ``stem="cifar"`` replaces the 7x7 stride-2 convolution and max-pool by one 3x3
   stride-1 convolution. At 32x32 input the BiT stem would leave a 1x1 map after
-  stage 4; the cheap scales use this stem to train on CIFAR at its native size
-  (BiT itself upsamples CIFAR to 128+ px instead).
+  stage 4; the ``gpu`` scale uses this stem to train on CIFAR at its native size
+  (BiT itself upsamples CIFAR to 128+ px instead). It costs ~10x the compute of
+  the BiT stem at 32 px, so the ``cpu`` scale keeps the BiT stem (see SCALES).
 - ``drop_path`` (stochastic depth) is not in BiT; it defaults to 0.
 """
 from __future__ import annotations

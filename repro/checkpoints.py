@@ -40,11 +40,10 @@ import math
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
+from typing import Any, Mapping, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
@@ -54,6 +53,7 @@ from safetensors.torch import save_file as _save_safetensors
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
+from .fileio import atomic_write
 from .config import BiTConfig, HybridConfig, ModelConfig, ViTConfig
 from .models import build_model
 
@@ -571,22 +571,6 @@ def _config_from_json(type_name: str, data: Mapping[str, Any]) -> ModelConfig:
     return cls(**kwargs)
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
-
-    A reader never sees a half-written file, and a crash leaves the old one in place.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _base_path(path: PathLike) -> Path:
     p = Path(path)
     if p.is_dir() or str(path).endswith(("/", os.sep)):
@@ -621,8 +605,8 @@ def save_checkpoint(model: nn.Module, path: PathLike, *, extra: Optional[dict] =
     text = json.dumps(meta, indent=2)  # fails here, before anything is written, if extra is not JSON
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     weights = Path(f"{base}.safetensors")
-    _atomic_write(weights, lambda tmp: _save_safetensors(tensors, tmp, metadata={"format": "pt"}))
-    _atomic_write(Path(f"{base}.json"), lambda tmp: Path(tmp).write_text(text))
+    atomic_write(weights, lambda tmp: _save_safetensors(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write(Path(f"{base}.json"), lambda tmp: Path(tmp).write_text(text))
     return weights
 
 
@@ -668,5 +652,5 @@ def save_official_npz(model: nn.Module, path: PathLike) -> Path:
         with open(tmp, "wb") as f:  # a file object, so that numpy does not append ".npz" to the name
             np.savez(f, **arrays)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path

@@ -41,7 +41,11 @@ def _coerce(key: str, text: str, hint: Any) -> Any:
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
-            value = ast.literal_eval(text)
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise ValueError(f"{key} must be a JSON or Python literal, e.g. {key}='{{\"pos_embed\": \"2d\"}}', "
+                                 f"got {text!r}") from None
         if expected is tuple and isinstance(value, list):
             value = tuple(value)
         if not isinstance(value, expected):
@@ -66,16 +70,12 @@ def parse_overrides(config_cls, pairs: Sequence[str]) -> dict:
 
 
 def scale_defaults(command: str, scale_name: str) -> dict:
-    """The TrainConfig fields that a scale fills in for ``pretrain`` or ``finetune``."""
+    """The TrainConfig fields that a scale fills in for ``pretrain`` or ``finetune`` (of its ViT)."""
     s = get_scale(scale_name)
-    common = dict(dataset=s.dataset, data_dir=s.data_dir, max_train=s.max_train, max_test=s.max_test,
-                  model=s.vit, model_overrides=dict(s.vit_overrides), log_every=s.log_every, eval_every=s.eval_every,
-                  seed=s.seeds[0])
-    if command == "pretrain":
-        return {**common, "image_size": s.image_size, "batch_size": s.batch_size, "steps": s.pretrain_steps,
-                "warmup_steps": s.warmup_steps, "lr": s.pretrain_lr}
-    return {**common, "image_size": s.finetune_image_size, "batch_size": s.finetune_batch_size,
-            "steps": s.finetune_steps, "lr": s.finetune_lrs[len(s.finetune_lrs) // 2]}
+    fields = {**s.train_fields(command, "vit"), "seed": s.seeds[0]}
+    if command == "finetune":
+        fields["lr"] = s.finetune_lrs[len(s.finetune_lrs) // 2]  # the grid's middle; --lr-sweep picks one
+    return fields
 
 
 def _train_command(args) -> int:
@@ -107,17 +107,21 @@ def _evaluate_command(args) -> int:
     import torch
 
     from . import data as data_lib
-    from .checkpoints import load_model
-    from .train import TrainConfig, evaluate
+    from .checkpoints import load_checkpoint_meta, load_model
+    from .train import TrainConfig, evaluate, resize_target
 
     model = load_model(args.checkpoint)
+    # The run's own settings: its seed carved its held-out split, its decode size fed the model.
+    run_cfg = load_checkpoint_meta(args.checkpoint).get("extra", {}).get("train_config", {})
+    seed, data_image_size = run_cfg.get("seed", 0), run_cfg.get("data_image_size")
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
-    img = tuple(model.cfg.img_size) if hasattr(model.cfg, "img_size") else None
-    arrays = data_lib.get_datasets(args.dataset, data_dir=args.data_dir, heldout=args.split == "val",
-                                   max_test=args.max_examples)[args.split]
-    out_size = img[0] if img and img[0] != arrays.images.shape[-1] else None
-    loader = data_lib.DeviceLoader(arrays, 256, device=device, train=False, seed=0, out_size=out_size)
+    splits = data_lib.get_datasets(args.dataset, data_dir=args.data_dir, image_size=data_image_size, seed=seed,
+                                   heldout=args.split == "val", max_test=args.max_examples, max_val=args.max_examples)
+    arrays = splits[args.split]
+    image_size = model.cfg.img_size[0] if hasattr(model.cfg, "img_size") else arrays.images.shape[-1]
+    loader = data_lib.DeviceLoader(arrays, 256, device=device, train=False, seed=seed,
+                                   out_size=resize_target(image_size, arrays))
     metrics = evaluate(model, loader, TrainConfig(), device)
     print(json.dumps({"checkpoint": args.checkpoint, "dataset": args.dataset, "split": args.split, **metrics}, indent=2))
     return 0
@@ -127,6 +131,14 @@ def _reproduce_command(args) -> int:
     from .reproduce import run_notebooks
 
     extra = {"data_dir": args.data_dir} if args.data_dir else {}
+    for pair in args.parameters:
+        if "=" not in pair:
+            raise ValueError(f"notebook parameters are key=value, got {pair!r}")
+        key, text = pair.split("=", 1)
+        try:
+            extra[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            extra[key] = text  # a bare word is a string: -p pretrained_checkpoint=/path/to.npz
     run_notebooks(args.scale, out_dir=args.out, notebooks=args.notebooks, extra_parameters=extra)
     return 0
 
@@ -160,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results")
     p.add_argument("--data-dir", help="passed to every notebook")
     p.add_argument("--notebooks", nargs="*", help="only notebooks whose name starts with these, e.g. 01")
+    p.add_argument("-p", "--parameter", dest="parameters", action="append", default=[], metavar="key=value",
+                   help="a notebook parameter, e.g. -p pretrained_checkpoint=ViT-B_16.npz (repeatable)")
     p.set_defaults(func=_reproduce_command)
     return parser
 

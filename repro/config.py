@@ -273,6 +273,31 @@ class Scale:
     seeds: tuple = (0,)
     eval_every: int = 0
     log_every: int = 50
+    # Decode images at the model's resolution (data sets whose images differ in size, e.g. Pets, ImageNet);
+    # False keeps the native size (CIFAR's 32 px) and resizes batches on the device when needed.
+    decode_at_model_size: bool = False
+
+    def train_fields(self, stage: str, family: str = "vit") -> dict:
+        """The ``repro.train.TrainConfig`` fields this scale sets for a ``stage`` ("pretrain" or
+        "finetune") of a model ``family`` ("vit", "bit" or "hybrid"); seed, lr (fine-tuning) and
+        paths are the caller's."""
+        if stage not in ("pretrain", "finetune") or family not in ("vit", "bit", "hybrid"):
+            raise ValueError(f"stage must be pretrain|finetune and family vit|bit|hybrid, got {stage!r}, {family!r}")
+        model = {"vit": self.vit, "bit": self.bit, "hybrid": self.hybrid}[family]
+        overrides = {"vit": self.vit_overrides, "bit": self.bit_overrides, "hybrid": {}}[family]
+        fields = dict(dataset=self.dataset, data_dir=self.data_dir, max_train=self.max_train, max_test=self.max_test,
+                      model=model, model_overrides=dict(overrides), log_every=self.log_every,
+                      eval_every=self.eval_every)
+        if stage == "pretrain":
+            lr = self.bit_lr if family == "bit" else self.pretrain_lr
+            fields.update(image_size=self.image_size, batch_size=self.batch_size, steps=self.pretrain_steps,
+                          warmup_steps=self.warmup_steps, lr=lr)
+        else:
+            fields.update(image_size=self.finetune_image_size, batch_size=self.finetune_batch_size,
+                          steps=self.finetune_steps)
+        if self.decode_at_model_size:
+            fields["data_image_size"] = fields["image_size"]
+        return fields
 
 
 SCALES: dict[str, Scale] = {
@@ -285,6 +310,8 @@ SCALES: dict[str, Scale] = {
     "cpu": Scale(
         # Sized by measurement on 2 cores (benchmarks/throughput.py): ViT-XS/4 trains at ~370 images/s
         # at 32 px and BiT R14x1 at ~380, so the pair costs about the same; ViT-Ti/4 would be ~80 images/s.
+        # The BiT keeps its 7x7/2 + max-pool stem (8x8 map after the stem, 1x1 after stage 4): the CIFAR stem
+        # would cost ~10x more. Neither model has the tanh pre-logits layer (representation_size) at this scale.
         name="cpu", description="minutes per run on 2 CPU cores: ViT-XS/4 vs BiT R14x1 on CIFAR-10 at 32 px",
         vit="ViT-XS/4", bit="R14x1", hybrid="R26+ViT-XXS/4", batch_size=128, pretrain_steps=1500,
         warmup_steps=150, finetune_steps=200, finetune_image_size=48, finetune_lrs=(0.01, 0.03), log_every=50,
@@ -306,7 +333,7 @@ SCALES: dict[str, Scale] = {
         dataset="imagenet1k", image_size=224, vit="ViT-B/16", bit="R50x1", hybrid="R50+ViT-B/16",
         batch_size=4096, pretrain_steps=300_000, warmup_steps=10_000, pretrain_lr=1e-3, finetune_steps=10_000,
         finetune_batch_size=512, finetune_image_size=384, finetune_lrs=(0.001, 0.003, 0.01, 0.03),
-        eval_every=5000, log_every=100,
+        eval_every=5000, log_every=100, decode_at_model_size=True,
     ),
 }
 

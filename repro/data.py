@@ -43,7 +43,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-ImageSize = Union[int, tuple[int, int]]
+from .config import ImageSize, to_2tuple
+from .fileio import atomic_write
 
 # Bump when the decoded bytes for the same inputs would change (resize filter,
 # layout of the cache files ...), so stale caches are never read.
@@ -281,6 +282,8 @@ def resolve_source(name: str, data_dir: Union[str, os.PathLike, None] = None) ->
 
     src = _embedded_source(info)
     if src is not None:
+        warnings.warn(f"{name}: falling back to the {src.description}; results on it are not comparable to runs "
+                      f"on the full data set (set REPRO_DATA_DIR or data_dir to use a local copy)", stacklevel=2)
         return src
     tried.append("embedded copy: " + ("none for this dataset" if info.embedded is None else "files missing"))
     raise DatasetNotFoundError(f"dataset {name!r} not found.\n" + _ways_to_provide(info)
@@ -335,12 +338,7 @@ class ImageArrays:
 
 
 def _as_hw(image_size: Optional[ImageSize]) -> Optional[tuple[int, int]]:
-    if image_size is None:
-        return None
-    if isinstance(image_size, int):
-        return (image_size, image_size)
-    h, w = image_size
-    return (int(h), int(w))
+    return None if image_size is None else to_2tuple(image_size)
 
 
 def _decode_one(payload: Union[bytes, str], size: Optional[tuple[int, int]]) -> np.ndarray:
@@ -534,17 +532,6 @@ def _decode_all(plan: _SplitPlan, size: Optional[tuple[int, int]], out_path: Opt
     return images, labels
 
 
-def _atomic_save(path: Path, write) -> None:
-    """Write through `write(tmp_path)` then os.replace, so readers never see a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _save_npy(path: Path, arr: np.ndarray) -> None:
     with open(path, "wb") as f:  # a file object: np.save(path) would append ".npy" to the temp name
         np.save(f, arr)
@@ -604,10 +591,10 @@ def load_split(name: str, split: str, *, data_dir: Union[str, os.PathLike, None]
             finally:
                 if tmp.exists():
                     tmp.unlink()
-            _atomic_save(lab_path, lambda p: _save_npy(p, labels))
+            atomic_write(lab_path, lambda p: _save_npy(p, labels))
             meta = {"key": json.loads(key), "source": src.description, "num_rows": plan.num_rows}
             # The .json is written last: its presence marks a complete entry.
-            _atomic_save(meta_path, lambda p: p.write_text(json.dumps(meta, indent=1)))
+            atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=1)))
             images = np.load(img_path, mmap_mode="c")
 
     return ImageArrays(images=torch.from_numpy(images), labels=torch.from_numpy(np.asarray(labels, dtype=np.int64)),
@@ -826,7 +813,10 @@ class DeviceLoader:
         rows = _reflect(offs[:, :1] - p + torch.arange(h), h)  # (b, H)
         cols = _reflect(offs[:, 1:] - p + torch.arange(w), w)  # (b, W)
         cols = torch.where(flips[:, None], cols.flip(1), cols)
-        rows, cols = rows.to(self.device), cols.to(self.device)
+        if self.device.type == "cuda":  # pinned + non_blocking: no host-device sync per step
+            rows, cols = (t.pin_memory().to(self.device, non_blocking=True) for t in (rows, cols))
+        else:
+            rows, cols = rows.to(self.device), cols.to(self.device)
         # Advanced indexing: dims of the broadcast indices (b, H, W) come first, channels last.
         x = self.images[idx[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (b, H, W, 3)
         return x.permute(0, 3, 1, 2)  # (b, 3, H, W)

@@ -60,11 +60,17 @@ def results_dir(experiment: str, scale: str, root: str | Path = "results") -> Pa
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """The records of a JSON-lines file (empty when it does not exist)."""
+    """The records of a JSON-lines file (empty when it does not exist); unreadable lines are skipped."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line torn by a hard kill mid-write (or a blank one)
+    return records
 
 
 def load_run(run_dir: str | Path) -> dict:

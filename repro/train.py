@@ -31,7 +31,9 @@ import json
 import math
 import os
 import platform
+import signal
 import subprocess
+import threading
 import sys
 import time
 from dataclasses import dataclass, field
@@ -44,7 +46,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import data as data_lib
+from .fileio import atomic_write, atomic_write_text
 from .models import create_model
+from .results import read_jsonl
 
 
 @dataclass
@@ -166,6 +170,8 @@ def setup_distributed(device_pref: str) -> tuple[Distributed, torch.device]:
         device = torch.device(f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(device_pref)
+        if device.type == "cuda" and device.index is None and world_size > 1:
+            device = torch.device(f"cuda:{dist.local_rank}")  # one GPU per rank
     if world_size > 1 and not torch.distributed.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -242,16 +248,8 @@ def environment(device: torch.device, cfg: TrainConfig, dist: Distributed) -> di
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write to a temp file in the same folder, then rename: a crash never leaves half a checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """torch.save through a temp file and a rename: a crash never leaves half a checkpoint."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -269,8 +267,8 @@ class MetricsLog:
     def truncate_after(self, step: int) -> None:
         if not (self.enabled and self.path.exists()):
             return
-        kept = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
-        atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))
+        kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= step]
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, **record) -> None:
         if self.enabled:
@@ -296,6 +294,18 @@ def evaluate(model: nn.Module, loader, cfg: TrainConfig, device: torch.device) -
     return {"loss": total_loss.item() / max(count, 1), "accuracy": correct.item() / max(count, 1), "count": count}
 
 
+def zero_classifier(model: nn.Module, num_classes: int) -> None:
+    """A zero-initialised classifier with ``num_classes`` outputs, for a ViT/hybrid or a timm ResNet."""
+    if hasattr(model, "reset_head"):
+        model.reset_head(num_classes)
+        return
+    model.reset_classifier(num_classes)  # timm models (BiT)
+    head = model.get_classifier()
+    with torch.no_grad():
+        for p in head.parameters():
+            p.zero_()
+
+
 def build_model_for(cfg: TrainConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, dict]:
     """The model of ``cfg``, initialised from ``cfg.init_from`` when given (head reset, positions resampled)."""
     model = create_model(cfg.model, num_classes=num_classes, img_size=cfg.image_size, **cfg.model_overrides)
@@ -304,13 +314,54 @@ def build_model_for(cfg: TrainConfig, num_classes: int, device: torch.device) ->
         from .checkpoints import load_checkpoint
         report = load_checkpoint(model, cfg.init_from, num_classes_mismatch="reset")
         info = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else {"report": str(report)}
-        if hasattr(model, "reset_head"):
-            model.reset_head(num_classes)  # fine-tuning always starts from a zero head (Sec. 3.2)
+        zero_classifier(model, num_classes)  # fine-tuning always starts from a zero head (Sec. 3.2)
     return model.to(device), info
 
 
 class NonFiniteLoss(FloatingPointError):
     """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+class StopRequest:
+    """Turns SIGINT (Ctrl-C, a Jupyter interrupt) and SIGTERM (torchrun, SLURM) into a flag that the loop reads
+    between steps, so the checkpoint it then saves always matches its step."""
+
+    def __init__(self):
+        self.signal_name: Optional[str] = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal_name is not None:  # a second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def check_run_dir_matches(run_dir: Path, cfg: TrainConfig) -> None:
+    """Refuse to resume or reuse a run directory that holds another config (e.g. a reused ``run_name``)."""
+    path = run_dir / "config.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        current = json.loads(json.dumps(cfg.to_dict(), default=str))
+        diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        if diff:
+            raise ValueError(f"{run_dir} holds a run with another config (differs in {diff}); "
+                             f"pick another run_name or out_dir, or delete the folder")
+
+
+def weights_are_finite(model: nn.Module) -> bool:
+    """True when every parameter is finite (one sync; called only before a checkpoint is written)."""
+    return bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())
 
 
 def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] = None, progress: bool = True) -> Path:
@@ -322,6 +373,7 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
     dist, device = setup_distributed(cfg.device)
     run_dir = cfg.run_dir
     final_path = run_dir / "final.json"
+    check_run_dir_matches(run_dir, cfg)
     if final_path.exists():
         return run_dir  # finished before: runs are addressed by their config
     if dist.is_main:
@@ -338,7 +390,7 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
     )
     train_data = splits["train"]
     num_classes = train_data.num_classes
-    out_size = cfg.image_size if cfg.image_size != train_data.images.shape[-1] else None
+    out_size = resize_target(cfg.image_size, train_data)
     train_loader = data_lib.DeviceLoader(
         train_data, cfg.batch_size, device=device, train=True, seed=cfg.seed, crop_padding=cfg.crop_padding,
         flip=cfg.flip, out_size=out_size, rank=dist.rank, world_size=dist.world_size,
@@ -352,7 +404,7 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
     torch.manual_seed(cfg.seed)  # model init
     model, init_info = build_model_for(cfg, num_classes, device)
     optimizer = make_optimizer(model, cfg, device)
-    start_step, resumed_window = 0, None
+    start_step, resumed_window, seconds_before = 0, None, 0.0
     ckpt_path = run_dir / "checkpoint.pt"
     log = MetricsLog(run_dir / "metrics.jsonl", dist.is_main)
     if ckpt_path.exists():
@@ -361,6 +413,7 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
         optimizer.load_state_dict(state["optimizer"])
         start_step = state["step"]
         resumed_window = state.get("window")
+        seconds_before = state.get("seconds", 0.0)
         log.truncate_after(start_step)
         log.write(event="resume", step=start_step)
     elif dist.is_main:
@@ -377,12 +430,16 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
     objective = OBJECTIVES[cfg.objective]
 
     def save_checkpoint(step: int) -> None:
+        # Weights are identical on every rank under DDP, so all ranks reach the same verdict here.
+        if not weights_are_finite(model):
+            raise NonFiniteLoss(f"the weights of {run_dir} became NaN/inf by step {step}; stopping without "
+                                f"overwriting the last good checkpoint. Lower the learning rate or check the data.")
         if dist.is_main:
             # The open logging window goes in too, so a resumed run logs the same averages.
             window = {"loss": window_loss.item(), "correct": window_correct.item(), "images": window_images,
                       "steps": window_steps, "seconds": time.perf_counter() - window_start}
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                               "window": window}, ckpt_path)
+                               "window": window, "seconds": seconds_before + time.perf_counter() - t_run}, ckpt_path)
 
     def check_finite(loss_value: float, step: int) -> None:
         if not math.isfinite(loss_value):
@@ -404,51 +461,55 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
     bar = tqdm(total=cfg.steps, initial=start_step, desc=run_dir.name, disable=not (progress and dist.is_main),
                dynamic_ncols=True)
     try:
-        while step < cfg.steps:
-            lr = lr_at(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            images, labels = train_loader.get_batch(step)  # (b, 3, H, W) float, (b,) int64
-            torch.manual_seed(seed_for(cfg.seed, step) + dist.rank)
-            with autocast_context(cfg, device):
-                loss, correct = objective(train_model, images, labels, cfg)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            step += 1
-            window_loss += loss.detach()
-            window_correct += correct
-            window_images += labels.numel()
-            window_steps += 1
-            bar.update(1)
+        with StopRequest() as stop:
+            while step < cfg.steps:
+                if stop.signal_name:
+                    raise KeyboardInterrupt(stop.signal_name)
+                lr = lr_at(step, cfg)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                images, labels = train_loader.get_batch(step)  # (b, 3, H, W) float, (b,) int64
+                torch.manual_seed(seed_for(cfg.seed, step) + dist.rank)
+                with autocast_context(cfg, device):
+                    loss, correct = objective(train_model, images, labels, cfg)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                step += 1
+                window_loss += loss.detach()
+                window_correct += correct
+                window_images += labels.numel()
+                window_steps += 1
+                bar.update(1)
 
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                stats = torch.stack([window_loss, window_correct.float(), torch.tensor(float(window_images), device=device)])
-                if dist.world_size > 1:
-                    torch.distributed.all_reduce(stats)
-                    stats[0] /= dist.world_size
-                loss_value = stats[0].item() / window_steps  # the one host-device sync of a window
-                check_finite(loss_value, step)
-                elapsed = time.perf_counter() - window_start
-                record = {"event": "train", "step": step, "loss": loss_value, "lr": lr,
-                          "accuracy": stats[1].item() / stats[2].item(),
-                          "images_per_s": stats[2].item() / elapsed, "seconds": time.perf_counter() - t_run}
-                log.write(**record)
-                bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{record['images_per_s']:.0f}")
-                window_loss.zero_(), window_correct.zero_()
-                window_images, window_steps, window_start = 0, 0, time.perf_counter()
-                if callback:
-                    callback(step, record)
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and dist.is_main:
-                for name, loader in eval_loaders.items():
-                    log.write(event="eval", split=name, step=step, **evaluate(model, loader, cfg, device))
-            if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                check_finite(loss.item(), step)  # never overwrite a good checkpoint with NaN weights
-                save_checkpoint(step)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    stats = torch.stack([window_loss, window_correct.float(),
+                                         torch.tensor(float(window_images), device=device)])
+                    if dist.world_size > 1:
+                        torch.distributed.all_reduce(stats)
+                        stats[0] /= dist.world_size
+                    loss_value = stats[0].item() / window_steps  # the one host-device sync of a window
+                    check_finite(loss_value, step)
+                    elapsed = time.perf_counter() - window_start
+                    record = {"event": "train", "step": step, "loss": loss_value, "lr": lr,
+                              "accuracy": stats[1].item() / stats[2].item(),
+                              "images_per_s": stats[2].item() / elapsed,
+                              "seconds": seconds_before + time.perf_counter() - t_run}
+                    log.write(**record)
+                    bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{record['images_per_s']:.0f}")
+                    window_loss.zero_(), window_correct.zero_()
+                    window_images, window_steps, window_start = 0, 0, time.perf_counter()
+                    if callback:
+                        callback(step, record)
+                if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and dist.is_main:
+                    for name, loader in eval_loaders.items():
+                        log.write(event="eval", split=name, step=step, **evaluate(model, loader, cfg, device))
+                if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                    save_checkpoint(step)
     except KeyboardInterrupt:
-        if step > start_step and math.isfinite(loss.item()):
+        if step > start_step:
             save_checkpoint(step)
             print(f"\ninterrupted at step {step}: checkpoint saved in {ckpt_path}; run the same command to resume",
                   file=sys.stderr)
@@ -456,7 +517,7 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
     finally:
         bar.close()
 
-    results = {"step": step, "train_seconds": time.perf_counter() - t_run}
+    results = {"step": step, "train_seconds": seconds_before + time.perf_counter() - t_run}
     if dist.is_main:
         for name, loader in eval_loaders.items():
             metrics = evaluate(model, loader, cfg, device)
@@ -469,6 +530,11 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
     if dist.world_size > 1:
         torch.distributed.barrier()
     return run_dir
+
+
+def resize_target(image_size: int, data: "data_lib.ImageArrays") -> Optional[int]:
+    """The size batches are resized to on the device, or None when the decoded images already have it."""
+    return image_size if image_size != data.images.shape[-1] else None
 
 
 def pretrain(cfg: Optional[TrainConfig] = None, **overrides) -> Path:
@@ -490,12 +556,19 @@ def read_final(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "final.json").read_text())
 
 
-def finetune_sweep(cfg: TrainConfig, lrs=(0.001, 0.003, 0.01, 0.03), **train_kwargs) -> dict:
+def finetune_sweep(cfg: TrainConfig, lrs=(0.001, 0.003, 0.01, 0.03), *, refit: bool = False, **train_kwargs) -> dict:
     """Fine-tune once per learning rate on the training split minus the held-out part; pick the lr with the
-    best held-out accuracy (never the test set), as in App. B.1.1. Returns the chosen run and all of them."""
+    best held-out accuracy (never the test set), as in App. B.1.1. Returns the chosen run and all of them.
+
+    ``refit=True`` then trains once more with the chosen lr on the whole training split (the held-out part
+    included) and returns that as ``best_run``; without it ``best_run`` is the sweep's run, trained on 90%.
+    """
     if not cfg.heldout:
         raise ValueError("the learning rate is chosen on the held-out split: set heldout=True")
     runs = {lr: train(dataclasses.replace(cfg, lr=lr), **train_kwargs) for lr in lrs}
     scores = {lr: read_final(d)["val"]["accuracy"] for lr, d in runs.items()}
     best = max(scores, key=scores.get)
-    return {"best_lr": best, "best_run": runs[best], "val_accuracy": scores, "runs": runs}
+    result = {"best_lr": best, "best_run": runs[best], "val_accuracy": scores, "runs": runs}
+    if refit:  # the chosen lr again, on the whole training split; its test number is the one to report
+        result["best_run"] = train(dataclasses.replace(cfg, lr=best, heldout=False), **train_kwargs)
+    return result

@@ -206,7 +206,12 @@ class VisionTransformer(nn.Module):
         """Initialisation of the official code: Xavier-uniform Linear, LeCun-normal patch embedding, zero head."""
         for name, module in self.named_modules():
             if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
+                if name.endswith("attn.qkv"):
+                    # The official code has separate q, k, v kernels of (D, D): Xavier each, not the fused (3D, D).
+                    for part in module.weight.chunk(3, dim=0):
+                        nn.init.xavier_uniform_(part)
+                else:
+                    nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     if ".mlp." in f".{name}.":
                         nn.init.normal_(module.bias, std=1e-6)

@@ -87,15 +87,62 @@ def test_finished_run_is_not_redone(tmp_path):
     assert (run_dir / "final.json").stat().st_mtime_ns == stamp
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    cfg = tiny(tmp_path, steps=30, lr=1e6, warmup_steps=0, log_every=1, checkpoint_every=1, optimizer="sgd",
+def test_nan_loss_stops_with_a_clear_error(tmp_path):
+    cfg = tiny(tmp_path, steps=30, lr=1e6, warmup_steps=0, log_every=1, checkpoint_every=100, optimizer="sgd",
                weight_decay=0.0, model_overrides={})
-    with pytest.raises(NonFiniteLoss, match="loss became"):
+    with pytest.raises(NonFiniteLoss, match="became"):
         train(cfg, progress=False)
-    ckpt = cfg.run_dir / "checkpoint.pt"
-    if ckpt.exists():  # whatever was saved holds finite weights only
-        state = torch.load(ckpt, weights_only=True)["model"]
-        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_blown_up_weights_never_overwrite_the_last_good_checkpoint(tmp_path, monkeypatch):
+    """Weights turn inf after step 5 while the logged loss has not been checked yet: the checkpoint of
+    step 4 must stay, and the run must stop at the next checkpoint instead of saving the broken weights."""
+    import repro.train as train_module
+
+    real_make_optimizer = train_module.make_optimizer
+
+    def sabotaged(model, cfg, device):
+        optimizer = real_make_optimizer(model, cfg, device)
+        real_step, calls = optimizer.step, []
+
+        def step(*args, **kwargs):
+            out = real_step(*args, **kwargs)
+            calls.append(1)
+            if len(calls) == 5:
+                with torch.no_grad():
+                    next(model.parameters()).fill_(float("inf"))
+            return out
+        optimizer.step = step
+        return optimizer
+
+    monkeypatch.setattr(train_module, "make_optimizer", sabotaged)
+    cfg = tiny(tmp_path, steps=20, log_every=100, checkpoint_every=2)
+    with pytest.raises(NonFiniteLoss, match="weights .* became NaN/inf by step 6"):
+        train(cfg, progress=False)
+    state = torch.load(cfg.run_dir / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_torn_metrics_line_does_not_break_resume(tmp_path):
+    cfg = tiny(tmp_path, run_name="torn")
+
+    def interrupt(step, record):
+        if step == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callback=interrupt, progress=False)
+    with (cfg.run_dir / "metrics.jsonl").open("a") as f:
+        f.write('{"event": "train", "step": 7, "lo')  # what a SIGKILL mid-write leaves
+    run_dir = train(cfg, progress=False)
+    assert [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("event") == "train"] == [3, 6, 9, 12]
+
+
+def test_reused_run_name_with_another_config_is_refused(tmp_path):
+    train(tiny(tmp_path, run_name="mine"), progress=False)
+    with pytest.raises(ValueError, match="another config.*lr"):
+        train(tiny(tmp_path, run_name="mine", lr=0.5), progress=False)
 
 
 def test_learning_rate_schedules():
@@ -109,18 +156,30 @@ def test_learning_rate_schedules():
 
 def test_finetune_at_higher_resolution_picks_lr_on_heldout(tmp_path):
     pre = train(tiny(tmp_path), progress=False)
-    cfg = finetune_config(**{**tiny(tmp_path).to_dict(), **finetune_config().to_dict(),
-                             "out_dir": str(tmp_path / "runs"), "model": "ViT-XXS/8", "dataset": "cifar10",
-                             "data_dir": "embedded", "max_train": 256, "max_test": 128, "batch_size": 32,
-                             "steps": 4, "log_every": 2, "image_size": 48,
-                             "init_from": str(pre / "model.safetensors")})
+    cfg = finetune_config(out_dir=str(tmp_path / "runs"), model="ViT-XXS/8", dataset="cifar10", data_dir="embedded",
+                          max_train=256, max_test=128, batch_size=32, steps=4, log_every=2, image_size=48,
+                          init_from=str(pre / "model.safetensors"))
     sweep = finetune_sweep(cfg, lrs=(0.01, 0.03), progress=False)
     assert set(sweep["val_accuracy"]) == {0.01, 0.03}
     assert sweep["val_accuracy"][sweep["best_lr"]] == max(sweep["val_accuracy"].values())
+    best_cfg = json.loads((sweep["best_run"] / "config.json").read_text())
+    assert best_cfg["lr"] == sweep["best_lr"] and best_cfg["heldout"] and best_cfg["optimizer"] == "sgd"
     start = read_jsonl(sweep["best_run"] / "metrics.jsonl")[0]
-    assert start["event"] == "start"
-    model_cfg = json.loads((sweep["best_run"] / "model.json").read_text())
-    assert "48" in json.dumps(model_cfg)  # the fine-tuned model runs at 48 px
+    assert start["event"] == "start" and start["init"]["resampled"] is not None  # 4x4 -> 6x6 position grid
+    assert json.loads((sweep["best_run"] / "model.json").read_text())["config"]["img_size"] == [48, 48]
+    refit = finetune_sweep(cfg, lrs=(0.01, 0.03), refit=True, progress=False)
+    refit_cfg = json.loads((refit["best_run"] / "config.json").read_text())
+    assert refit_cfg["heldout"] is False and refit_cfg["lr"] == refit["best_lr"]
+    assert "val" not in read_final(refit["best_run"]) and "test" in read_final(refit["best_run"])
+
+
+def test_finetuned_bit_starts_from_a_zero_head(tmp_path):
+    pre = train(tiny(tmp_path, model="R14x1", steps=2, model_overrides={}), progress=False)
+    from repro.train import build_model_for
+    model, info = build_model_for(finetune_config(model="R14x1", init_from=str(pre / "model.safetensors")), 10,
+                                  torch.device("cpu"))
+    head = model.get_classifier()
+    assert all(p.abs().sum() == 0 for p in head.parameters())
 
 
 def test_bad_config_values():

@@ -143,13 +143,15 @@ def plot_training_curves(run_dirs: dict[str, str | Path], out_path: str | Path, 
         records = read_jsonl(Path(run_dir) / "metrics.jsonl")
         train = [r for r in records if r.get("event") == "train"]
         evals = [r for r in records if r.get("event") == "eval" and r.get("split") in ("val", "test")]
+        color = None
         if train:
-            ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label=label)
+            (line,) = ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label=label)
+            color = line.get_color()  # one colour per run in both panels
         for split, style in (("val", "-"), ("test", ":")):
             points = [r for r in evals if r["split"] == split]
             if points:
                 ax_acc.plot([r["step"] for r in points], [100 * r["accuracy"] for r in points], style,
-                            marker="o", label=f"{label} ({split})")
+                            marker="o" if split == "val" else "x", color=color, label=f"{label} ({split})")
     ax_loss.set(xlabel="step", ylabel="training loss", yscale="log")
     ax_acc.set(xlabel="step", ylabel="top-1 accuracy (%)")
     for ax in (ax_loss, ax_acc):

@@ -458,8 +458,9 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
         window_correct += resumed_window["correct"]
         window_images, window_steps = resumed_window["images"], resumed_window["steps"]
         window_start -= resumed_window["seconds"]
+    # Off a terminal (a notebook, a log file) refresh rarely, so executed notebooks stay small.
     bar = tqdm(total=cfg.steps, initial=start_step, desc=run_dir.name, disable=not (progress and dist.is_main),
-               dynamic_ncols=True)
+               dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
     try:
         with StopRequest() as stop:
             while step < cfg.steps:

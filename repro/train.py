@@ -112,11 +112,17 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    # Fields that change where a run is written, how often it logs or how fast it runs, not what it computes.
+    NOT_IDENTITY = ("out_dir", "run_name", "log_every", "checkpoint_every", "compile", "device")
+
+    def identity_fields(self) -> dict:
+        """The fields that define what the run computes, as JSON-ready values."""
+        return json.loads(json.dumps({k: v for k, v in self.to_dict().items() if k not in self.NOT_IDENTITY},
+                                     default=str))
+
     def identity(self) -> str:
         """A short hash of everything that changes the result (not where it is written or how often logged)."""
-        ignore = {"out_dir", "run_name", "log_every", "checkpoint_every", "compile", "device"}
-        payload = {k: v for k, v in self.to_dict().items() if k not in ignore}
-        return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        return hashlib.sha1(json.dumps(self.identity_fields(), sort_keys=True).encode()).hexdigest()[:10]
 
     @property
     def run_dir(self) -> Path:
@@ -351,8 +357,8 @@ def check_run_dir_matches(run_dir: Path, cfg: TrainConfig) -> None:
     """Refuse to resume or reuse a run directory that holds another config (e.g. a reused ``run_name``)."""
     path = run_dir / "config.json"
     if path.exists():
-        saved = json.loads(path.read_text())
-        current = json.loads(json.dumps(cfg.to_dict(), default=str))
+        saved = {k: v for k, v in json.loads(path.read_text()).items() if k not in TrainConfig.NOT_IDENTITY}
+        current = cfg.identity_fields()
         diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if diff:
             raise ValueError(f"{run_dir} holds a run with another config (differs in {diff}); "
@@ -375,7 +381,11 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
     final_path = run_dir / "final.json"
     check_run_dir_matches(run_dir, cfg)
     if final_path.exists():
-        return run_dir  # finished before: runs are addressed by their config
+        if (run_dir / "model.safetensors").exists():
+            return run_dir  # finished before: runs are addressed by their config
+        # Its metrics are here but not its weights (they are not committed): train it again, from scratch.
+        if dist.is_main:
+            final_path.unlink()
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2, default=str))

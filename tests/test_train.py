@@ -139,6 +139,20 @@ def test_torn_metrics_line_does_not_break_resume(tmp_path):
     assert [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("event") == "train"] == [3, 6, 9, 12]
 
 
+def test_run_without_its_weights_is_redone_elsewhere(tmp_path):
+    """A fresh clone has the committed run files (config, metrics, final) but not the weights: train again."""
+    cfg = tiny(tmp_path, run_name="cloned")
+    run_dir = train(cfg, progress=False)
+    first = read_final(run_dir)
+    (run_dir / "model.safetensors").unlink()
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "out_dir": "/elsewhere", "log_every": 99}))
+    assert train(cfg, progress=False) == run_dir
+    assert (run_dir / "model.safetensors").exists()
+    assert read_final(run_dir)["test"] == first["test"]
+    assert [r["event"] for r in read_jsonl(run_dir / "metrics.jsonl")].count("start") == 1
+
+
 def test_reused_run_name_with_another_config_is_refused(tmp_path):
     train(tiny(tmp_path, run_name="mine"), progress=False)
     with pytest.raises(ValueError, match="another config.*lr"):

@@ -1,6 +1,5 @@
 """The training engine on CPU: resume is exact, NaN stops cleanly, DDP matches one process, CLI checks input."""
 import json
-import math
 import os
 import subprocess
 import sys

@@ -543,10 +543,10 @@ _CONFIG_TYPES: dict[str, type] = {c.__name__: c for c in (ViTConfig, BiTConfig, 
 def model_config(model: nn.Module) -> ModelConfig:
     """The config that rebuilds ``model`` with :func:`repro.models.build_model`, as it is now."""
     cfg = getattr(model, "cfg", None)
-    hybrid = getattr(model, "hybrid_cfg", None)
-    if isinstance(hybrid, HybridConfig) and isinstance(cfg, ViTConfig):
-        # model.cfg follows reset_head(); hybrid_cfg.vit is the config the model was built with.
-        return dataclasses.replace(hybrid, vit=cfg)
+    backbone_layers = getattr(model, "backbone_layers", None)
+    if backbone_layers is not None and isinstance(cfg, ViTConfig):
+        # A hybrid: its ViT config (which follows reset_head()) plus the ResNet stages.
+        return HybridConfig(backbone_layers=tuple(backbone_layers), vit=cfg)
     if isinstance(cfg, BiTConfig):
         # timm's reset_classifier() updates num_classes on the model, not in our config.
         return dataclasses.replace(cfg, num_classes=getattr(model, "num_classes", cfg.num_classes))

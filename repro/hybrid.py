@@ -54,5 +54,6 @@ def create_hybrid(cfg: HybridConfig) -> VisionTransformer:
         feature_ratio=stride, in_chans=vit.in_chans, embed_dim=vit.embed_dim,
     )
     model = VisionTransformer(vit, patch_embed=embed)
-    model.hybrid_cfg = cfg
+    # Only what model.cfg (the ViT part) does not say; repro.checkpoints.model_config rebuilds the HybridConfig.
+    model.backbone_layers = cfg.backbone_layers
     return model

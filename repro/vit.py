@@ -239,8 +239,6 @@ class VisionTransformer(nn.Module):
         if num_classes > 0:
             self.zero_head()
         self.cfg = dataclasses.replace(self.cfg, num_classes=num_classes)
-        if hasattr(self, "hybrid_cfg"):  # a hybrid keeps its ViT config inside its own (repro.hybrid)
-            self.hybrid_cfg = dataclasses.replace(self.hybrid_cfg, vit=self.cfg)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ValueError unless ``x`` is a (B, C, H, W) batch of the size this model was built for."""

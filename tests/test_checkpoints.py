@@ -20,7 +20,7 @@ from timm.models.vision_transformer import _load_weights as timm_load_npz
 from repro import create_model
 from repro.checkpoints import (
     CheckpointError, filter_state_dict, load_checkpoint, load_checkpoint_meta, load_model, npz_to_state_dict,
-    read_checkpoint, save_checkpoint, save_official_npz,
+    model_config, read_checkpoint, save_checkpoint, save_official_npz,
 )
 from repro.config import ViTConfig
 from repro.models import build_model
@@ -248,7 +248,7 @@ def test_own_format_in_a_directory_and_after_reset_head(tmp_path):
     meta = json.loads((tmp_path / "ckpt" / "model.json").read_text())
     assert meta["config_type"] == "HybridConfig" and meta["config"]["vit"]["num_classes"] == 3
     loaded = load_model(tmp_path / "ckpt")
-    assert loaded.head.out_features == 3 and loaded.hybrid_cfg.backbone_layers == (2, 2)
+    assert loaded.head.out_features == 3 and model_config(loaded).backbone_layers == (2, 2)
     assert load_checkpoint(create_model("R26+ViT-XXS/8", img_size=32, num_classes=3), tmp_path / "ckpt").format \
         == "repro"
 

@@ -54,15 +54,21 @@ def _coerce(key: str, text: str, hint: Any) -> Any:
     raise ValueError(f"cannot parse {key}={text!r}")
 
 
+def split_pair(pair: str, what: str) -> tuple[str, str]:
+    """``"key=value"`` -> ``("key", "value")``; anything else is a ValueError naming ``what`` it was for."""
+    if "=" not in pair:
+        raise ValueError(f"{what} are key=value, got {pair!r}")
+    key, text = pair.split("=", 1)
+    return key, text
+
+
 def parse_overrides(config_cls, pairs: Sequence[str]) -> dict:
     """``["lr=0.01", "steps=100"]`` -> ``{"lr": 0.01, "steps": 100}`` checked against ``config_cls``."""
     hints = typing.get_type_hints(config_cls)
     valid = {f.name for f in dataclasses.fields(config_cls)}
     out = {}
     for pair in pairs:
-        if "=" not in pair:
-            raise ValueError(f"overrides are key=value, got {pair!r}")
-        key, text = pair.split("=", 1)
+        key, text = split_pair(pair, "overrides")
         if key not in valid:
             raise ValueError(f"unknown key {key!r}; valid keys: {', '.join(sorted(valid))}")
         out[key] = _coerce(key, text, hints[key])
@@ -132,9 +138,7 @@ def _reproduce_command(args) -> int:
 
     extra = {"data_dir": args.data_dir} if args.data_dir else {}
     for pair in args.parameters:
-        if "=" not in pair:
-            raise ValueError(f"notebook parameters are key=value, got {pair!r}")
-        key, text = pair.split("=", 1)
+        key, text = split_pair(pair, "notebook parameters")
         try:
             extra[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError):

@@ -258,12 +258,6 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DDP and torch.compile wrappers."""
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
-
-
 class MetricsLog:
     """Append-only JSON lines; on resume, lines after the checkpoint's step are dropped (they will be redone)."""
 
@@ -319,7 +313,7 @@ def build_model_for(cfg: TrainConfig, num_classes: int, device: torch.device) ->
     if cfg.init_from:
         from .checkpoints import load_checkpoint
         report = load_checkpoint(model, cfg.init_from, num_classes_mismatch="reset")
-        info = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else {"report": str(report)}
+        info = dataclasses.asdict(report)
         zero_classifier(model, num_classes)  # fine-tuning always starts from a zero head (Sec. 3.2)
     return model.to(device), info
 

@@ -109,10 +109,11 @@ class BiTConfig:
 class HybridConfig:
     """A ViT on a ResNet feature map (Sec. 3.1). Defaults: R50+ViT-B/16.
 
-    ``backbone_layers`` are the ResNet stages kept; the paper's R50 drops stage 4
-    and moves its 3 blocks into stage 3, so (3, 4, 6, 3) becomes (3, 4, 9), which
-    gives a 14x14 map at 224 px. ``vit.patch_size`` is the patch size on the
-    feature map (1 in the paper's /16 hybrids).
+    ``backbone_layers`` are the ResNet stages kept; the paper's /16 hybrids drop
+    stage 4 and move its blocks into stage 3, so R50's (3, 4, 6, 3) becomes
+    (3, 4, 9), which gives a 14x14 map at 224 px; the /32 hybrids keep all four
+    stages (a 7x7, 2048-channel map at 224 px). ``vit.patch_size`` is the patch
+    size on the feature map (1 in every hybrid of the paper).
     """
 
     backbone_layers: tuple[int, ...] = (3, 4, 9)
@@ -172,19 +173,24 @@ def _resnet_layers(name: str, depth: int) -> tuple[int, int, int, int]:
 
 
 def hybrid_backbone_layers(depth_layers: tuple[int, int, int, int], patch: int) -> tuple[tuple[int, ...], int]:
-    """Stages of the hybrid's ResNet and the patch size left for the ViT.
+    """Stages of the hybrid's ResNet and the patch size left for the ViT (Sec. 3.1; official
+    vit_jax/configs/models.py).
 
-    Follows the paper's recipe for R50 (drop stage 4, add its blocks to stage 3)
-    for every depth, then keeps as many stages as fit in ``patch``: the stem has
-    stride 4 and stages 2 and 3 each halve the map, so /4 keeps 1 stage, /8 two,
-    /16 three, and /32 keeps three with a 2x2 patch on the feature map.
+    - /32 (and multiples): all four stages are kept and the ViT takes 1x1 patches of the stride-32,
+      2048-channel stage-4 map (R26+ViT-S/32, R26+ViT-B/32, R50+ViT-L/32).
+    - /16: the paper's R50 recipe, stage 4 dropped and its blocks added to stage 3, so (3, 4, 6, 3)
+      becomes (3, 4, 9) and the ViT takes 1x1 patches of the stride-16 map (R50+ViT-B/16).
+    - /8 and /4 (this project's small hybrids, not in the paper): the same folded stages cut to the
+      first two or one, so that 32 px images still give a 4x4 or 8x8 map.
     """
     l1, l2, l3, l4 = depth_layers
-    stages = (l1, l2, l3 + l4)
+    if patch % (STEM_STRIDE * 2 ** 3) == 0:  # stride 32: the four stages as they are
+        return (l1, l2, l3, l4), patch // (STEM_STRIDE * 2 ** 3)
+    folded = (l1, l2, l3 + l4)
     for n_stages in (3, 2, 1):
         stride = STEM_STRIDE * 2 ** (n_stages - 1)
         if patch % stride == 0:
-            return stages[:n_stages], patch // stride
+            return folded[:n_stages], patch // stride
     raise ValueError(f"a hybrid's patch size must be a multiple of {STEM_STRIDE} (the ResNet stem's stride), got {patch}")
 
 

@@ -1,13 +1,17 @@
 """The hybrid architecture of Sec. 3.1: a ViT whose patches come from a ResNet feature map.
 
 Built by composition, not by a second ViT: timm's ``HybridEmbed`` runs the ResNet
-and projects each cell of its feature map (patch size 1, or 2 for the /32
-variants) to D dims; ``repro.vit.VisionTransformer`` takes it as its
+and projects each cell of its feature map (patch size 1, as in every hybrid of
+the paper) to D dims; ``repro.vit.VisionTransformer`` takes it as its
 ``patch_embed`` and does the rest. The ResNet is the one of the official code
 and of timm's ``vit_base_r50_s16_224``: ResNet-v1.5-style bottlenecks with
 Group Norm and Weight Standardization, "SAME" padding, post-activation
 (``preact=False``), and for R50 the paper's layout with stage 4 removed and
-stage 3 extended to 9 blocks, so a 224 px image gives a 14x14 map.
+stage 3 extended to 9 blocks, so a 224 px image gives a 14x14 map; the /32
+hybrids (R26+ViT-S/32, R26+ViT-B/32, R50+ViT-L/32) keep all four stages and read
+the 7x7, 2048-channel stage-4 map (official vit_jax/configs/models.py). The last
+GroupNorm of every ResNet block starts at zero, as in the official
+models_resnet.py.
 
 Departure: the small hybrids of the cheap scales (e.g. ``R26+ViT-XS/4``) keep
 only the first one or two stages so that 32 px images still give an 8x8 or 4x4
@@ -29,13 +33,16 @@ def create_resnet_backbone(cfg: HybridConfig) -> ResNetV2:
     """The hybrid's ResNet trunk: images (B, C, H, W) -> features (B, F, H/s, W/s), s = cfg.backbone_stride."""
     return ResNetV2(
         layers=list(cfg.backbone_layers),
-        channels=(256, 512, 1024)[: len(cfg.backbone_layers)],
+        channels=(256, 512, 1024, 2048)[: len(cfg.backbone_layers)],
         num_classes=0,
         global_pool="",
         in_chans=cfg.vit.in_chans,
         preact=False,
         stem_type="same",
         conv_layer=partial(StdConv2dSame, eps=1e-8),
+        # The official models_resnet.py starts the last GroupNorm scale of every block at zero, so each
+        # residual block is the identity at initialisation (timm's default is False).
+        zero_init_last=True,
     )
 
 

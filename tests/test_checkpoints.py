@@ -82,22 +82,27 @@ def test_timm_state_dict_round_trip(tmp_path, x32, container):
 
 # --- the official .npz layout, checked against timm's own npz loader ------------------------------
 
-def _timm_hybrid_reference():
+def _timm_hybrid_reference(layers, img_size):
     """timm's ViT on a timm ResNetV2, set up as timm's vit_*_r26_s* hybrids (and repro/hybrid.py)."""
-    backbone = ResNetV2(layers=[2, 2, 4], num_classes=0, global_pool="", preact=False, stem_type="same",
+    backbone = ResNetV2(layers=list(layers), num_classes=0, global_pool="", preact=False, stem_type="same",
                         conv_layer=partial(StdConv2dSame, eps=1e-8))
-    return TimmViT(img_size=32, patch_size=1, embed_dim=64, depth=4, num_heads=2, mlp_ratio=2, num_classes=10,
-                   embed_layer=partial(HybridEmbed, backbone=backbone))
+    return TimmViT(img_size=img_size, patch_size=1, embed_dim=64, depth=4, num_heads=2, mlp_ratio=2,
+                   num_classes=10, embed_layer=partial(HybridEmbed, backbone=backbone))
 
 
-@pytest.mark.parametrize("name,timm_model", [
+@pytest.mark.parametrize("name,timm_model,size", [
     ("ViT-XXS/8", lambda: TimmViT(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=2, mlp_ratio=2,
-                                  num_classes=10)),
-    ("R26+ViT-XXS/16", _timm_hybrid_reference),
+                                  num_classes=10), 32),
+    # /16: stage 4 folded into stage 3, (2, 2, 4); 1024 channels on a stride-16 map.
+    ("R26+ViT-XXS/16", lambda: _timm_hybrid_reference((2, 2, 4), 32), 32),
+    # /32: all four stages, (2, 2, 2, 2); 2048 channels on a stride-32 map (2x2 at 64 px).
+    ("R26+ViT-XXS/32", lambda: _timm_hybrid_reference((2, 2, 2, 2), 64), 64),
 ])
-def test_official_npz_parity_with_timm_loader(tmp_path, x32, name, timm_model):
+def test_official_npz_parity_with_timm_loader(tmp_path, name, timm_model, size):
     torch.manual_seed(0)
-    source = _perturb(create_model(name, **TINY))
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    tiny = dict(img_size=size, num_classes=10)
+    source = _perturb(create_model(name, **tiny))
     path = save_official_npz(source, tmp_path / "official.npz")
     with np.load(path) as npz:  # spot-check that the file really is in the official layout
         assert npz["Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel"].shape == (64, 2, 32)
@@ -106,19 +111,21 @@ def test_official_npz_parity_with_timm_loader(tmp_path, x32, name, timm_model):
         if name.startswith("R26"):
             assert npz["conv_root/kernel"].shape == (7, 7, 3, 64)
             assert npz["block1/unit1/conv_proj/kernel"].shape == (1, 1, 64, 256)
-            assert npz["embedding/kernel"].shape == (1, 1, 1024, 64)
+            channels = 2048 if name.endswith("/32") else 1024
+            assert npz["embedding/kernel"].shape == (1, 1, channels, 64)
+            assert ("block4/unit2/conv3/kernel" in npz.files) == name.endswith("/32")
         else:
             assert npz["embedding/kernel"].shape == (8, 8, 3, 64)
 
     arrays, fmt = read_checkpoint(path)
     assert fmt == "official-npz" and all(isinstance(a, np.ndarray) for a in arrays.values())
-    ours = create_model(name, **TINY)
+    ours = create_model(name, **tiny)
     report = load_checkpoint(ours, path)
     assert report.format == "official-npz" and report.resampled is None
     reference = timm_model()
     timm_load_npz(reference, str(path))
-    err_ours = _max_err(source, ours, x32)
-    err_timm = _max_err(reference, ours, x32)
+    err_ours = _max_err(source, ours, x)
+    err_timm = _max_err(reference, ours, x)
     print(f"{name}: official npz -> ours {err_ours:.2e}; timm _load_weights vs ours {err_timm:.2e}")
     assert err_ours < ATOL and err_timm < ATOL
 

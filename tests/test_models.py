@@ -91,13 +91,36 @@ def test_hybrid_grid_follows_the_paper():
     with torch.device("meta"):
         model = create_model("R50+ViT-B/16")
     assert model.grid_size == (14, 14)
-    assert parse_variant("R50+ViT-L/32").vit.patch_size == 2
+
+
+def test_hybrid_32_keeps_all_four_stages():
+    """The /32 hybrids read 1x1 patches of the 2048-channel stride-32 stage-4 map (vit_jax configs/models.py)."""
+    cfg = parse_variant("R50+ViT-L/32")
+    assert cfg.backbone_layers == (3, 4, 6, 3) and cfg.vit.patch_size == 1 and cfg.backbone_stride == 32
+    assert parse_variant("R26+ViT-S/32").backbone_layers == (2, 2, 2, 2)
+    with torch.device("meta"):
+        model = create_model("R26+ViT-B/32")
+    assert model.grid_size == (7, 7) and model.patch_embed.proj.in_channels == 2048
+
+
+def test_hybrid_resnet_blocks_start_as_identity():
+    """The last GroupNorm scale of every ResNet block starts at zero (official models_resnet.py)."""
+    model = create_model("R26+ViT-XXS/16", img_size=32, num_classes=4)
+    blocks = [b for stage in model.patch_embed.backbone.stages for b in stage.blocks]
+    assert len(blocks) == 8
+    assert all(b.norm3.weight.abs().sum() == 0 for b in blocks)
+    assert all(b.norm1.weight.abs().sum() > 0 for b in blocks)
 
 
 @pytest.mark.parametrize("name,expected", [
     ("ViT-B/16", 86_567_656),   # Table 1: 86M
     ("ViT-L/16", 304_326_632),  # Table 1: 307M
     ("ViT-H/14", 632_045_800),  # Table 1: 632M
+    # Hybrids, counts of the official vit_jax/configs/models.py (and timm's vit_*_r*_s*_224).
+    ("R50+ViT-B/16", 98_659_112),
+    ("R26+ViT-S/32", 36_431_912),
+    ("R26+ViT-B/32", 101_383_976),
+    ("R50+ViT-L/32", 328_994_856),
 ])
 def test_parameter_counts_match_timm(name, expected):
     with torch.device("meta"):  # counts without allocating 2.5 GB

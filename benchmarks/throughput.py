@@ -3,7 +3,7 @@
 1. ours vs timm: images/s of one training step of the same ViT at the same batch
    (weights copied, so the work is identical); the ratio is what to compare.
 2. input pipeline overhead: images/s of the full step with batches cut and
-   augmented by ``repro.data.DeviceLoader`` from real data, vs the same step on a
+   augmented by ``repro.loader.DeviceLoader`` from real data, vs the same step on a
    synthetic batch that is already on the device.
 
     python benchmarks/throughput.py --model ViT-XS/4 --batch 128 --steps 20
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from repro import create_model
 from repro import data as data_lib
+from repro.loader import DeviceLoader
 from repro.train import TrainConfig, autocast_context
 
 
@@ -88,7 +89,7 @@ def main():
 
     arrays = data_lib.get_datasets(args.dataset, data_dir=args.data_dir, heldout=False)["train"]
     out_size = args.img_size if args.img_size != arrays.images.shape[-1] else None
-    loader = data_lib.DeviceLoader(arrays, args.batch, device=device, train=True, seed=0, crop_padding=4, flip=True,
+    loader = DeviceLoader(arrays, args.batch, device=device, train=True, seed=0, crop_padding=4, flip=True,
                                    out_size=out_size)
     # Alternate in rounds and keep each side's best round, so that machine noise hits both alike.
     reals, synths = [], []

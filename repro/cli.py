@@ -114,6 +114,7 @@ def _evaluate_command(args) -> int:
 
     from . import data as data_lib
     from .checkpoints import load_checkpoint_meta, load_model
+    from .loader import DeviceLoader
     from .train import TrainConfig, evaluate, resize_target
 
     model = load_model(args.checkpoint)
@@ -126,7 +127,7 @@ def _evaluate_command(args) -> int:
                                    heldout=args.split == "val", max_test=args.max_examples, max_val=args.max_examples)
     arrays = splits[args.split]
     image_size = model.cfg.img_size[0] if hasattr(model.cfg, "img_size") else arrays.images.shape[-1]
-    loader = data_lib.DeviceLoader(arrays, 256, device=device, train=False, seed=seed,
+    loader = DeviceLoader(arrays, 256, device=device, train=False, seed=seed,
                                    out_size=resize_target(image_size, arrays))
     metrics = evaluate(model, loader, TrainConfig(), device)
     print(json.dumps({"checkpoint": args.checkpoint, "dataset": args.dataset, "split": args.split, **metrics}, indent=2))

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from . import data as data_lib
 from .fileio import atomic_write, atomic_write_text
+from .loader import DeviceLoader
 from .models import create_model
 from .results import read_jsonl
 
@@ -395,12 +396,12 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
     train_data = splits["train"]
     num_classes = train_data.num_classes
     out_size = resize_target(cfg.image_size, train_data)
-    train_loader = data_lib.DeviceLoader(
+    train_loader = DeviceLoader(
         train_data, cfg.batch_size, device=device, train=True, seed=cfg.seed, crop_padding=cfg.crop_padding,
         flip=cfg.flip, out_size=out_size, rank=dist.rank, world_size=dist.world_size,
     )
     eval_loaders = {
-        name: data_lib.DeviceLoader(arrays, max(cfg.batch_size, 256), device=device, train=False,
+        name: DeviceLoader(arrays, max(cfg.batch_size, 256), device=device, train=False,
                                     seed=cfg.seed, out_size=out_size)
         for name, arrays in splits.items() if name == "val" or (name == "test" and cfg.eval_on_test)
     }

@@ -1,4 +1,4 @@
-"""repro.data: lookup order, decoding, the decode cache, splits and the device-side loader.
+"""repro.data: lookup order, decoding, the decode cache and splits (the device-side loader: test_loader.py).
 
 Offline and fast: every test builds its own tiny images (PNG, so pixels read
 back exactly) in tmp_path; the hub is stubbed out except in one test that
@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import repro.data as data
-from repro.data import (DATASETS, DatasetNotFoundError, DeviceLoader, balanced_subset, get_datasets, load_split,
+from repro.data import (DATASETS, DatasetNotFoundError, balanced_subset, get_datasets, load_split,
                         normalize, resolve_source, split_heldout)
 
 _REAL_HUB_SOURCE = data._hub_source
@@ -104,8 +104,11 @@ def test_unknown_name_lists_known_names():
 
 
 def test_registry_heldout_fractions():
-    assert DATASETS["imagenet1k"].heldout_fraction == 0.02
-    assert all(d.heldout_fraction == 0.10 for n, d in DATASETS.items() if n != "imagenet1k")
+    """App. B.1.1: 10% of Pets and Flowers, 2% of CIFAR, 1% of ImageNet choose the learning rate."""
+    fractions = {n: DATASETS[n].heldout_fraction for n in
+                 ("cifar10", "cifar100", "oxford_iiit_pet", "oxford_flowers102", "imagenet1k")}
+    assert fractions == {"cifar10": 0.02, "cifar100": 0.02, "oxford_iiit_pet": 0.10, "oxford_flowers102": 0.10,
+                         "imagenet1k": 0.01}
     assert DATASETS["cifar100"].label_column == "fine_label"
 
 
@@ -258,79 +261,7 @@ def test_get_datasets(tmp_path):
     make_parquet_dir(tmp_path / "d", n_train=100, n_test=30)
     ds = get_datasets("cifar10", data_dir=tmp_path / "d", seed=1)
     assert list(ds) == ["train", "val", "test"]
-    assert (len(ds["train"]), len(ds["val"]), len(ds["test"])) == (90, 10, 30)
+    assert (len(ds["train"]), len(ds["val"]), len(ds["test"])) == (98, 2, 30)  # 2% of CIFAR held out
     ds = get_datasets("cifar10", data_dir=tmp_path / "d", heldout=False, max_train=20, max_test=10)
     assert list(ds) == ["train", "test"] and len(ds["train"]) == 20 and len(ds["test"]) == 10
     assert torch.bincount(ds["train"].labels).tolist() == [2] * 10
-
-
-# ----------------------------------------------------------------------------- DeviceLoader
-
-
-def test_get_batch_is_a_function_of_seed_and_step():
-    a = DeviceLoader(arrays(), 8, train=True, seed=5, crop_padding=2, flip=True)
-    b = DeviceLoader(arrays(), 8, train=True, seed=5, crop_padding=2, flip=True)
-    for s in range(12):  # b walks through two epochs; a jumps straight to the step (resume)
-        b.get_batch(s)
-    xa, ya = a.get_batch(11)
-    xb, yb = b.get_batch(11)
-    assert torch.equal(xa, xb) and torch.equal(ya, yb)
-    assert xa.shape == (8, 3, 8, 8) and xa.dtype == torch.float32 and ya.dtype == torch.int64
-    assert not torch.equal(a.get_batch(12)[0], xa)
-    c = DeviceLoader(arrays(), 8, train=True, seed=6, crop_padding=2, flip=True)
-    assert not torch.equal(c.get_batch(11)[0], xa)
-    # each epoch is a permutation of the data
-    assert len(a) == 5
-    ys = torch.cat([a.get_batch(s)[1] for s in range(5, 10)])
-    assert torch.equal(ys.sort().values, (torch.arange(40) % 10).sort().values)
-
-
-def test_rank_slices_concatenate_to_global_batch():
-    kw = dict(train=True, seed=0, crop_padding=2, flip=True)
-    full = DeviceLoader(arrays(), 8, **kw)
-    parts = [DeviceLoader(arrays(), 8, rank=r, world_size=2, **kw) for r in range(2)]
-    for step in (0, 3, 7):
-        x, y = full.get_batch(step)
-        xs, ys = zip(*(p.get_batch(step) for p in parts))
-        assert xs[0].shape[0] == 4
-        assert torch.equal(torch.cat(xs), x) and torch.equal(torch.cat(ys), y)
-    with pytest.raises(ValueError):
-        DeviceLoader(arrays(), 9, train=True, world_size=2)
-
-
-def test_crop_and_flip_take_values_from_the_image():
-    w, p = 8, 2
-    col = torch.arange(w, dtype=torch.uint8) * 30  # every pixel = 30 * its column
-    imgs = col.expand(64, 3, w, w).clone()
-    ds = data.ImageArrays(imgs, torch.zeros(64, dtype=torch.long), 10, "cifar10", "train", "test")
-    x, _ = DeviceLoader(ds, 64, train=True, seed=0, crop_padding=p, flip=True).get_batch(0)
-    v = torch.round((x + 1) * 127.5).long()  # back to uint8 values
-    assert x.shape == (64, 3, w, w)
-    assert (v == v[:, :1, :1, :]).all()  # rows and channels stay identical: columns moved as wholes
-    padded = torch.nn.functional.pad(col.float()[None, None], (p, p), mode="reflect")[0, 0].long()
-    windows = {tuple(padded[o:o + w].tolist()) for o in range(2 * p + 1)}
-    rows = [tuple(r.tolist()) for r in v[:, 0, 0]]
-    plain = sum(r in windows for r in rows)
-    flipped = sum(r[::-1] in windows for r in rows)
-    assert all(r in windows or r[::-1] in windows for r in rows)
-    assert plain > 10 and flipped > 10  # both flips happen (64 draws of p = 1/2)
-
-
-def test_eval_iteration_covers_every_example_once():
-    ds = arrays(n=23)
-    loader = DeviceLoader(ds, 5, train=False, crop_padding=2, flip=True)  # augmentation is train-only
-    assert len(loader) == 5 and not loader.drop_last
-    xs, ys = zip(*loader)
-    assert [len(y) for y in ys] == [5, 5, 5, 5, 3]
-    assert torch.equal(torch.cat(ys), ds.labels) and torch.equal(torch.cat(xs), normalize(ds.images))
-    # two ranks: per step, rank 0's then rank 1's slice; together every example once, in order
-    ranks = [list(DeviceLoader(ds, 6, train=False, rank=r, world_size=2)) for r in range(2)]
-    seen = torch.cat([torch.cat([y0, y1]) for (_, y0), (_, y1) in zip(*ranks)])
-    assert torch.equal(seen, ds.labels)
-
-
-def test_normalize_and_out_size():
-    x = normalize(torch.tensor([0, 255], dtype=torch.uint8))
-    assert x.tolist() == [-1.0, 1.0]
-    xb, _ = DeviceLoader(arrays(), 8, train=False, out_size=16).get_batch(0)
-    assert xb.shape == (8, 3, 16, 16) and xb.min() >= -1 and xb.max() <= 1

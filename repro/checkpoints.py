@@ -26,11 +26,12 @@ Formats, detected from the file's bytes rather than its name:
   written by :func:`save_checkpoint`; :func:`load_model` rebuilds the model from
   the JSON alone.
 
-Departures from the official loader: the position-embedding grid is resampled
-bicubically (as the paper says and as timm's loader for timm checkpoints does;
-timm's ``_load_weights`` for ``.npz`` files uses bilinear), and a head of the
-wrong size is an error unless ``num_classes_mismatch="reset"`` (timm silently
-keeps its random head).
+Position embeddings reach another grid as in the official loader: bilinear with
+corners aligned (``scipy.ndimage.zoom(order=1)``), class token kept apart;
+bicubic is an option (``resample="bicubic"``; see ``repro.pos_embed``).
+
+Departure from the official loader: a head of the wrong size is an error unless
+``num_classes_mismatch="reset"`` (timm silently keeps its random head).
 """
 from __future__ import annotations
 
@@ -50,12 +51,12 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file as _load_safetensors
 from safetensors.torch import save_file as _save_safetensors
-from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from .fileio import atomic_write
 from .config import BiTConfig, HybridConfig, ModelConfig, ViTConfig
 from .models import build_model
+from .pos_embed import DEFAULT_RESAMPLE, resample_abs_pos_embed, resample_axis_table
 
 PathLike = Union[str, os.PathLike]
 Grid = tuple[int, int]
@@ -284,40 +285,43 @@ def _square_grid(num_patches: int, what: str) -> Grid:
     return side, side
 
 
-def _resample_1d(table: torch.Tensor, length: int) -> torch.Tensor:
-    """(1, n, d) -> (1, length, d), bicubic along n (a 2-D bicubic resize of a 1 x n image)."""
-    x = table.float().permute(0, 2, 1).unsqueeze(2)  # (1, d, 1, n)
-    x = F.interpolate(x, size=(1, length), mode="bicubic", align_corners=False, antialias=True)
-    return x.squeeze(2).permute(0, 2, 1).to(table.dtype)
+def _position_owners(keys, leaf: str) -> list[str]:
+    """Key prefixes ("" for the model, "blocks.3." for a block) that own a parameter named ``leaf``."""
+    return sorted(k[: -len(leaf)] for k in keys if k == leaf or k.endswith("." + leaf))
 
 
-def _resample_positions(sd: dict, target: Mapping[str, torch.Tensor], model: nn.Module,
-                        prefix: int) -> Optional[tuple[Grid, Grid]]:
+def _resample_positions(sd: dict, target: Mapping[str, torch.Tensor], model: nn.Module, prefix: int,
+                        method: str) -> Optional[tuple[Grid, Grid]]:
     """Bring the checkpoint's position tables to the model's grid in place; returns (old grid, new grid) or None.
 
-    ``prefix``: class-token rows at the start of the checkpoint's 1-D table (1 when it has a ``cls_token``).
+    Every absolute table is resampled: the input one (``pos_embed``, or ``pos_embed_x``/``_y`` for 2-D) and
+    the per-block ones of ``pos_embed_placement="every_layer"`` (``blocks.N.pos_embed...``).
+    ``prefix``: class-token rows at the start of the checkpoint's 1-D tables (1 when it has a ``cls_token``).
     """
     new_grid = tuple(getattr(model, "grid_size", ()))
     resampled = None
-    # 1-D table (1, prefix + gh*gw, D): the class token's row is not a position on the grid, keep it apart.
-    if "pos_embed" in sd and "pos_embed" in target and _shape(sd["pos_embed"]) != _shape(target["pos_embed"]):
-        old, new = sd["pos_embed"], target["pos_embed"]
+    common = set(sd) & set(target)
+    # 1-D tables (1, prefix + gh*gw, D): the class token's row is not a position on the grid, keep it apart.
+    for owner in _position_owners(common, "pos_embed"):
+        key = owner + "pos_embed"
+        old, new = sd[key], target[key]
+        if _shape(old) == _shape(new):
+            continue
         # A width or pooling mismatch is not a resolution change: the shape / key checks name it.
         if old.ndim == 3 and old.shape[-1] == new.shape[-1] and prefix == getattr(model, "num_prefix_tokens", 0):
-            old_grid = _square_grid(old.shape[1] - prefix, f"pos_embed {_shape(old)}")
-            sd["pos_embed"] = resample_abs_pos_embed(
-                old, new_size=list(new_grid), old_size=list(old_grid), num_prefix_tokens=prefix,
-                interpolation="bicubic")
+            old_grid = _square_grid(old.shape[1] - prefix, f"{key} {_shape(old)}")
+            sd[key] = resample_abs_pos_embed(old, old_grid, new_grid, num_prefix_tokens=prefix, method=method)
             resampled = (old_grid, new_grid)
     # 2-D tables: X (1, gw, D/2) and Y (1, gh, D/2) are 1-D functions of the column / row, resample each alone.
-    if {"pos_embed_x", "pos_embed_y"} <= set(sd) & set(target):
-        old_grid = (sd["pos_embed_y"].shape[1], sd["pos_embed_x"].shape[1])
-        if old_grid != new_grid and all(
-                sd[k].ndim == 3 and sd[k].shape[-1] == target[k].shape[-1] for k in ("pos_embed_x", "pos_embed_y")):
-            for key, old_len, new_len in (("pos_embed_y", old_grid[0], new_grid[0]),
-                                          ("pos_embed_x", old_grid[1], new_grid[1])):
-                if old_len != new_len:  # an axis that keeps its length keeps its table bit for bit
-                    sd[key] = _resample_1d(sd[key], new_len)
+    for owner in _position_owners(common, "pos_embed_x"):
+        kx, ky = owner + "pos_embed_x", owner + "pos_embed_y"
+        if ky not in common:
+            continue
+        old_grid = (sd[ky].shape[1], sd[kx].shape[1])
+        if old_grid != new_grid and all(sd[k].ndim == 3 and sd[k].shape[-1] == target[k].shape[-1] for k in (kx, ky)):
+            # An axis that keeps its length keeps its table bit for bit.
+            sd[ky] = resample_axis_table(sd[ky], new_grid[0], method)
+            sd[kx] = resample_axis_table(sd[kx], new_grid[1], method)
             resampled = (old_grid, new_grid)
     # Relative tables index offsets of raster-order positions; they have no meaning on another grid.
     for key in sorted(k for k in sd if k.endswith("attn.rel_pos_table") and k in target):
@@ -331,7 +335,7 @@ def _resample_positions(sd: dict, target: Mapping[str, torch.Tensor], model: nn.
 
 
 def _filter(state_dict: Mapping[str, Any], model: nn.Module, num_classes_mismatch: str,
-            strict: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+            strict: bool, resample: str = DEFAULT_RESAMPLE) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The work of :func:`filter_state_dict`; also returns what it did (the fields of a LoadReport)."""
     if num_classes_mismatch not in ("error", "reset"):
         raise ValueError(f"num_classes_mismatch={num_classes_mismatch!r}; choose 'error' or 'reset'")
@@ -392,10 +396,10 @@ def _filter(state_dict: Mapping[str, Any], model: nn.Module, num_classes_mismatc
     done["dropped"] += unexpected
     done["missing"] = missing
 
-    done["resampled"] = _resample_positions(sd, target, model, ckpt_prefix)
+    done["resampled"] = _resample_positions(sd, target, model, ckpt_prefix, resample)
     if done["resampled"]:
         (oh, ow), (nh, nw) = done["resampled"]
-        done["notes"].append(f"resampled the position embeddings from a {oh}x{ow} to a {nh}x{nw} grid (bicubic)")
+        done["notes"].append(f"resampled the position embeddings from a {oh}x{ow} to a {nh}x{nw} grid ({resample})")
 
     wrong = [(k, _shape(sd[k]), _shape(target[k])) for k in sd if _shape(sd[k]) != _shape(target[k])]
     if wrong:
@@ -405,21 +409,22 @@ def _filter(state_dict: Mapping[str, Any], model: nn.Module, num_classes_mismatc
     return sd, done
 
 
-def filter_state_dict(state_dict: Mapping[str, Any], model: nn.Module, *,
-                      num_classes_mismatch: str = "error", strict: bool = True) -> dict[str, torch.Tensor]:
+def filter_state_dict(state_dict: Mapping[str, Any], model: nn.Module, *, num_classes_mismatch: str = "error",
+                      strict: bool = True, resample: str = DEFAULT_RESAMPLE) -> dict[str, torch.Tensor]:
     """Any supported checkpoint's arrays -> a state dict with exactly ``model``'s keys and shapes.
 
     Pure (neither input is modified). In order: official ``.npz`` names and layouts
     are converted; ``module.`` prefixes are removed; a pre-logits layer the model
     lacks is dropped; a head of another shape raises unless
     ``num_classes_mismatch="reset"``, which substitutes zeros of the model's head
-    shape; 1-D position embeddings are resampled bicubically to the model's grid
-    (class-token row kept apart), 2-D X/Y tables along their one axis, and
-    relative tables of another grid raise. With ``strict`` any missing or
+    shape; 1-D position embeddings are resampled to the model's grid
+    (``resample``: "bilinear", the official ``scipy.ndimage.zoom(order=1)``, or
+    "bicubic"; class-token row kept apart), 2-D X/Y tables along their one axis,
+    per-layer tables each alike, and relative tables of another grid raise. With ``strict`` any missing or
     unexpected key raises; without, unexpected keys are dropped. A shape that still
     differs raises. All errors are :class:`CheckpointError` naming keys and shapes.
     """
-    return _filter(state_dict, model, num_classes_mismatch, strict)[0]
+    return _filter(state_dict, model, num_classes_mismatch, strict, resample)[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -518,17 +523,19 @@ def read_checkpoint(path: PathLike) -> tuple[dict[str, Any], str]:
 
 
 def load_checkpoint(model: nn.Module, path: PathLike, *, num_classes_mismatch: str = "error",
-                    strict: bool = True) -> LoadReport:
+                    strict: bool = True, resample: str = DEFAULT_RESAMPLE) -> LoadReport:
     """Load a checkpoint of any supported format into ``model`` (in place) and say what was adapted.
 
     ``num_classes_mismatch``: ``"error"`` (default) raises when the checkpoint's head
     has another shape; ``"reset"`` gives the model a zero head instead (fine-tuning
     on a new label set, Sec. 3.2). ``strict=False`` tolerates missing and unexpected
     keys (listed in the report); shapes must always match after the filter.
+    ``resample``: how position embeddings reach another grid ("bilinear", the
+    official code's, or "bicubic"; see ``repro.pos_embed``).
     Raises :class:`CheckpointError` for anything that does not fit.
     """
     arrays, fmt = read_checkpoint(path)
-    sd, done = _filter(arrays, model, num_classes_mismatch, strict)
+    sd, done = _filter(arrays, model, num_classes_mismatch, strict, resample)
     model.load_state_dict(sd, strict=strict)
     return LoadReport(path=str(path), format=fmt, **done)
 
@@ -641,9 +648,9 @@ def save_official_npz(model: nn.Module, path: PathLike) -> Path:
     atomically; returns its path.
     """
     cfg = getattr(model, "cfg", None)
-    if not isinstance(cfg, ViTConfig) or cfg.pos_embed != "1d":
-        raise CheckpointError("the official .npz layout holds only ViTs and hybrids with 1-D position embeddings, "
-                              f"not {type(model).__name__} with {cfg!r}")
+    if not isinstance(cfg, ViTConfig) or cfg.pos_embed != "1d" or cfg.pos_embed_placement != "stem":
+        raise CheckpointError("the official .npz layout holds only ViTs and hybrids with 1-D position embeddings "
+                              f"added at the stem, not {type(model).__name__} with {cfg!r}")
     arrays = state_dict_to_npz(model.state_dict(), cfg.num_heads)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

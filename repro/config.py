@@ -15,6 +15,8 @@ from typing import Optional, Union
 ImageSize = Union[int, tuple[int, int]]
 
 POS_EMBED_KINDS = ("none", "1d", "2d", "relative")
+# Where absolute position embeddings are added (App. D.4, the columns of Table 8).
+POS_EMBED_PLACEMENTS = ("stem", "every_layer", "every_layer_shared")
 POOL_KINDS = ("cls", "gap")
 
 
@@ -70,6 +72,7 @@ class ViTConfig:
     num_heads: int = 12
     mlp_dim: int = 3072
     pos_embed: str = "1d"            # none | 1d | 2d | relative (App. D.4)
+    pos_embed_placement: str = "stem"  # stem | every_layer | every_layer_shared (App. D.4, Table 8 columns)
     pool: str = "cls"                # cls | gap (App. D.3)
     representation_size: Optional[int] = None  # tanh pre-logits at pre-training
     dropout: float = 0.0             # 0.1 for ImageNet pre-training (App. B)
@@ -82,6 +85,13 @@ class ViTConfig:
             raise ValueError(f"pos_embed={self.pos_embed!r}; choose one of {POS_EMBED_KINDS}")
         if self.pool not in POOL_KINDS:
             raise ValueError(f"pool={self.pool!r}; choose one of {POOL_KINDS}")
+        if self.pos_embed_placement not in POS_EMBED_PLACEMENTS:
+            raise ValueError(f"pos_embed_placement={self.pos_embed_placement!r}; choose one of {POS_EMBED_PLACEMENTS}")
+        if self.pos_embed_placement != "stem" and self.pos_embed not in ("1d", "2d"):
+            raise ValueError(
+                f"pos_embed_placement={self.pos_embed_placement!r} adds a learned table at every layer, which only "
+                f"the '1d' and '2d' kinds have; pos_embed={self.pos_embed!r} needs pos_embed_placement='stem' "
+                "(Table 8 has no such cell)")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
         if self.pos_embed == "2d" and self.embed_dim % 2:

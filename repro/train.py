@@ -197,12 +197,14 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW or SGD; weight decay only on matrices and kernels (ndim >= 2) that are not embeddings."""
+    """AdamW or SGD; weight decay only on matrices and kernels (ndim >= 2) that the model does not name in
+    ``no_weight_decay()`` (tokens and position tables, timm's convention)."""
+    named_no_decay = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        skip = p.ndim < 2 or "pos_embed" in name or "cls_token" in name or "rel_pos_table" in name
+        skip = p.ndim < 2 or name in named_no_decay
         (no_decay if skip else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     fast = {"fused": True} if device.type == "cuda" else {"foreach": True}

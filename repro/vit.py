@@ -27,6 +27,17 @@ Position embeddings (App. D.4, Table 8):
   its own table.
 - ``"none"``: no position information at all.
 
+Where the absolute ("1d", "2d") embeddings are added (``pos_embed_placement``,
+the columns of Table 8):
+- ``"stem"``: once, to the input of the encoder (Eq. 1; the paper's default).
+  Parameters ``pos_embed`` (or ``pos_embed_x`` / ``pos_embed_y`` /
+  ``pos_embed_cls``) on the model, timm's names.
+- ``"every_layer"``: a separate learned table added to the input of every
+  block (``depth`` tables); block N owns its table as ``blocks.N.pos_embed``
+  (or ``blocks.N.pos_embed_x`` ...), and the first block's plays the stem's role.
+- ``"every_layer_shared"``: one learned table (the model's ``pos_embed``)
+  added to the input of every block.
+
 Departures from the paper, all deliberate:
 - The official code initialises the patch embedding with LeCun normal and the
   Linear layers with Xavier uniform; we do the same, but that is the only
@@ -65,6 +76,40 @@ def check_image_size(img_size: tuple[int, int], patch_size: int) -> None:
             f"image size {h}x{w} is not divisible by the patch size {patch_size}: height and width must be "
             f"positive multiples of {patch_size} (nearest: {', '.join(map(str, near))})"
         )
+
+
+def init_position_params(owner: nn.Module, cfg: ViTConfig, grid_size: tuple[int, int], class_token: bool) -> None:
+    """Register the learned absolute position table(s) of ``cfg.pos_embed`` on ``owner`` (the model or a block).
+
+    "1d": ``pos_embed`` (1, N [+1], D). "2d": ``pos_embed_x`` (1, gw, D/2), ``pos_embed_y`` (1, gh, D/2) and,
+    with a class token, ``pos_embed_cls`` (1, 1, D). Other kinds register nothing.
+    """
+    D = cfg.embed_dim
+    gh, gw = grid_size
+    if cfg.pos_embed == "1d":
+        owner.pos_embed = nn.Parameter(torch.randn(1, gh * gw + int(class_token), D) * 0.02)
+    elif cfg.pos_embed == "2d":
+        owner.pos_embed_x = nn.Parameter(torch.randn(1, gw, D // 2) * 0.02)  # one per column
+        owner.pos_embed_y = nn.Parameter(torch.randn(1, gh, D // 2) * 0.02)  # one per row
+        if class_token:
+            owner.pos_embed_cls = nn.Parameter(torch.randn(1, 1, D) * 0.02)
+
+
+def position_table(owner: nn.Module, cfg: ViTConfig, grid_size: tuple[int, int], class_token: bool
+                   ) -> Optional[torch.Tensor]:
+    """The absolute table that ``init_position_params`` registered on ``owner``, as (1, T, D); None if none."""
+    if cfg.pos_embed == "1d":
+        return owner.pos_embed
+    if cfg.pos_embed == "2d":
+        gh, gw = grid_size
+        half = cfg.embed_dim // 2
+        x_part = owner.pos_embed_x[:, None, :, :].expand(1, gh, gw, half)  # (1, gh, gw, D/2)
+        y_part = owner.pos_embed_y[:, :, None, :].expand(1, gh, gw, half)
+        grid = torch.cat([x_part, y_part], dim=-1).reshape(1, gh * gw, 2 * half)  # (1, N, D)
+        if class_token:
+            grid = torch.cat([owner.pos_embed_cls, grid], dim=1)
+        return grid
+    return None
 
 
 def relative_offset_index(grid_size: tuple[int, int], class_token: bool) -> torch.Tensor:
@@ -137,6 +182,9 @@ class Block(nn.Module):
 
     def __init__(self, cfg: ViTConfig, grid_size: tuple[int, int]):
         super().__init__()
+        if cfg.pos_embed_placement == "every_layer":
+            # This block's own position table; the model adds it to the block's input (VisionTransformer.encode).
+            init_position_params(self, cfg, grid_size, class_token=cfg.pool == "cls")
         self.norm1 = nn.LayerNorm(cfg.embed_dim, eps=cfg.layer_norm_eps)
         self.attn = Attention(cfg, grid_size)
         self.norm2 = nn.LayerNorm(cfg.embed_dim, eps=cfg.layer_norm_eps)
@@ -170,18 +218,11 @@ class VisionTransformer(nn.Module):
         self.grid_size: tuple[int, int] = tuple(patch_embed.grid_size)
         # Pixels per token side: the patch size, or backbone stride x patch size for a hybrid.
         self.patch_pixels = cfg.img_size[0] // self.grid_size[0]
-        num_patches = self.grid_size[0] * self.grid_size[1]
         self.num_prefix_tokens = 1 if cfg.pool == "cls" else 0
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.pool == "cls" else None
 
-        if cfg.pos_embed == "1d":
-            self.pos_embed = nn.Parameter(torch.randn(1, num_patches + self.num_prefix_tokens, D) * 0.02)
-        elif cfg.pos_embed == "2d":
-            gh, gw = self.grid_size
-            self.pos_embed_x = nn.Parameter(torch.randn(1, gw, D // 2) * 0.02)  # one per column
-            self.pos_embed_y = nn.Parameter(torch.randn(1, gh, D // 2) * 0.02)  # one per row
-            if self.cls_token is not None:
-                self.pos_embed_cls = nn.Parameter(torch.randn(1, 1, D) * 0.02)
+        if cfg.pos_embed_placement != "every_layer":  # stem, or the one table shared by every layer
+            init_position_params(self, cfg, self.grid_size, class_token=self.cls_token is not None)
         self.pos_drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.Sequential(*[Block(cfg, self.grid_size) for _ in range(cfg.depth)])
         self.norm = nn.LayerNorm(D, eps=cfg.layer_norm_eps)
@@ -255,20 +296,23 @@ class VisionTransformer(nn.Module):
                 f"img_size={size} and load the weights with repro.checkpoints (position embeddings are resampled)"
             )
 
-    def position_embedding(self) -> Optional[torch.Tensor]:
-        """The absolute position embedding added to the tokens, (1, T, D), or None ("none" / "relative")."""
-        if self.cfg.pos_embed == "1d":
-            return self.pos_embed
-        if self.cfg.pos_embed == "2d":
-            gh, gw = self.grid_size
-            half = self.cfg.embed_dim // 2
-            x_part = self.pos_embed_x[:, None, :, :].expand(1, gh, gw, half)  # (1, gh, gw, D/2)
-            y_part = self.pos_embed_y[:, :, None, :].expand(1, gh, gw, half)
-            grid = torch.cat([x_part, y_part], dim=-1).reshape(1, gh * gw, 2 * half)  # (1, N, D)
-            if self.cls_token is not None:
-                grid = torch.cat([self.pos_embed_cls, grid], dim=1)
-            return grid
-        return None
+    def position_embedding(self, layer: Optional[int] = None) -> Optional[torch.Tensor]:
+        """An absolute position table, (1, T, D), or None ("none" / "relative").
+
+        ``layer`` picks block ``layer``'s own table with ``pos_embed_placement="every_layer"``
+        (default: the first block's); the stem and shared placements have one table and ignore it.
+        """
+        if self.cfg.pos_embed_placement == "every_layer":
+            owner = self.blocks[layer or 0]
+        else:
+            owner = self
+        return position_table(owner, self.cfg, self.grid_size, self.cls_token is not None)
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters that are not decayed (timm's convention): tokens and position tables."""
+        return {name for name, _ in self.named_parameters()
+                if name.split(".")[-1] in ("cls_token", "pos_embed", "pos_embed_x", "pos_embed_y", "pos_embed_cls",
+                                           "rel_pos_table")}
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) -> patch tokens (B, N, D), before class token and positions."""
@@ -279,15 +323,23 @@ class VisionTransformer(nn.Module):
         """Patch tokens (B, N, D) -> z_0 of Eq. 1, (B, T, D) with T = N + 1 (cls) or N (gap)."""
         if self.cls_token is not None:
             tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
-        pos = self.position_embedding()
-        if pos is not None:
-            tokens = tokens + pos
+        if self.cfg.pos_embed_placement == "stem":
+            pos = self.position_embedding()
+            if pos is not None:
+                tokens = tokens + pos
         return self.pos_drop(tokens)
 
     def encode(self, z: torch.Tensor, return_attention: bool = False):
-        """z_0 (B, T, D) -> LN(z_L) (B, T, D), and the per-layer attention weights if asked."""
+        """z_0 (B, T, D) -> LN(z_L) (B, T, D), and the per-layer attention weights if asked.
+
+        With ``pos_embed_placement`` "every_layer" or "every_layer_shared" a position table is added to
+        the input of every block here (App. D.4).
+        """
         attentions = []
-        for block in self.blocks:
+        every_layer = self.cfg.pos_embed_placement != "stem"
+        for layer, block in enumerate(self.blocks):
+            if every_layer:
+                z = z + self.position_embedding(layer)  # (B, T, D) + (1, T, D)
             z, weights = block(z, return_attention)
             if return_attention:
                 attentions.append(weights)

@@ -238,3 +238,29 @@ def test_end_to_end_on_a_tiny_vit(pool):
     maps = rollout_map(attn, model.grid_size)
     assert maps.shape == (3, 4, 4) and np.all(maps > 0)
     assert position_similarity(model).shape == (16, 16)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_figures_are_written(tmp_path):
+    from repro import analysis_plots as plots
+    from repro.data import denormalize
+
+    torch.manual_seed(0)
+    model = create_model("ViT-XXS/8", **TINY)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    attn = collect_attentions(model, x)
+    images, ratio = filter_components(model, k=14)
+    dist = mean_attention_distance(attn, model.grid_size, model.patch_pixels)
+    paths = [
+        plots.plot_filter_components(images, ratio, tmp_path / "filters.png"),
+        plots.plot_position_similarity(position_similarity(model), model.grid_size, tmp_path / "pos.png"),
+        plots.plot_attention_distance({"a": dist, "b": dist + 1}, tmp_path / "dist.png"),
+        plots.plot_rollout(denormalize(x).permute(0, 2, 3, 1).numpy(),
+                           rollout_map(attn, model.grid_size, image_size=32, normalize=True), tmp_path / "roll.png"),
+    ]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="grid"):
+        plots.plot_position_similarity(np.eye(16), (3, 3), tmp_path / "bad.png")

@@ -86,42 +86,26 @@ def cosine_similarity_matrix(table) -> np.ndarray:
     return (t @ t.T).numpy()
 
 
-def _layer_table(model: nn.Module, layer: int) -> torch.Tensor:
-    """The position table of block ``layer`` for models that add positions in every layer, (T, D)."""
-    tables = getattr(model, "layer_pos_embed", None)
-    if tables is None:
-        raise ValueError(f"layer={layer} asks for per-layer position embeddings, but this model has none "
-                         "(no `layer_pos_embed`: positions are added once, before the first block)")
-    table = tables[layer]  # ParameterList entry, or a row of a (depth, 1, T, D) parameter
-    return table.reshape(-1, table.shape[-1])
-
-
 def position_similarity(model: nn.Module, layer: Optional[int] = None) -> np.ndarray:
     """Cosine similarity of each patch's position embedding with every other patch's, (N, N) (Fig. 7 center).
 
     Patches are in raster order, so row i reshaped to (gh, gw) is the tile that
     Fig. 7 / Fig. 10 draw for the patch at (i // gw, i % gw). The class token's
-    row is dropped.
-
-    - "1d": the learned table (``model.pos_embed``);
-    - "2d": ``model.position_embedding()``, i.e. concat(X[col], Y[row]) for each patch;
-    - per-layer placements: with ``layer`` given, the table of that block, read
-      from ``model.layer_pos_embed`` (a ParameterList of (1, T, D) tables or one
-      (depth, 1, T, D) parameter) when the model has one;
-    - "none" and "relative" have no absolute table: a ValueError says so.
+    row is dropped. The table is ``model.position_embedding(layer)``: the 1-D
+    table, or concat(X[col], Y[row]) for "2d"; with
+    ``pos_embed_placement="every_layer"`` block ``layer``'s own table (default:
+    the first block's), while the stem and shared placements have one table.
+    "none" and "relative" have no absolute table: a ValueError says so.
     """
     kind = getattr(getattr(model, "cfg", None), "pos_embed", None)
-    if layer is not None:
-        table = _layer_table(model, layer)
-    else:
-        if kind in ("none", "relative"):
-            why = ("the model has no position embedding" if kind == "none" else
-                   "relative position embeddings are per (query, key) offset, not per patch")
-            raise ValueError(f"pos_embed={kind!r}: no absolute position table to compare ({why})")
-        pos = model.position_embedding()
-        if pos is None:
-            raise ValueError(f"pos_embed={kind!r}: the model returns no absolute position embedding")
-        table = pos.reshape(-1, pos.shape[-1])  # (T, D)
+    if kind in ("none", "relative"):
+        why = ("the model has no position embedding" if kind == "none" else
+               "relative position embeddings are per (query, key) offset, not per patch")
+        raise ValueError(f"pos_embed={kind!r}: no absolute position table to compare ({why})")
+    pos = model.position_embedding(layer)
+    if pos is None:
+        raise ValueError(f"pos_embed={kind!r}: the model returns no absolute position embedding")
+    table = pos.detach().reshape(-1, pos.shape[-1])  # (T, D)
     n = model.grid_size[0] * model.grid_size[1]
     extra = table.shape[0] - n
     if extra not in (0, 1):

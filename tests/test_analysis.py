@@ -101,22 +101,17 @@ def test_position_similarity_refuses_models_without_a_table(kind):
     model = create_model("ViT-XXS/8", pos_embed=kind, **TINY)
     with pytest.raises(ValueError, match=kind):
         position_similarity(model)
-    with pytest.raises(ValueError, match="layer_pos_embed"):
-        position_similarity(model, layer=0)
 
 
-@pytest.mark.parametrize("layout", ["parameter_list", "stacked"])
-def test_position_similarity_per_layer_tables(layout):
-    model = create_model("ViT-XXS/8", pos_embed="1d", **TINY)
-    depth = model.cfg.depth
-    tables = torch.randn(depth, 1, 17, 64)
-    tables[1, 0, 1:] = torch.eye(16, 64)  # layer 1: all patches orthogonal
-    if layout == "parameter_list":
-        model.layer_pos_embed = nn.ParameterList([nn.Parameter(t) for t in tables])
-    else:
-        model.layer_pos_embed = nn.Parameter(tables)
+@pytest.mark.parametrize("placement", ["every_layer", "every_layer_shared"])
+def test_position_similarity_per_layer_tables(placement):
+    model = create_model("ViT-XXS/8", pos_embed="1d", pos_embed_placement=placement, **TINY)
+    owner = model.blocks[1] if placement == "every_layer" else model
+    with torch.no_grad():
+        owner.pos_embed[0, 1:] = torch.eye(16, 64)  # all patches orthogonal
     assert position_similarity(model, layer=1) == pytest.approx(np.eye(16), abs=1e-6)
-    expected0 = torch.nn.functional.normalize(tables[0, 0, 1:], dim=1)
+    first = model.blocks[0].pos_embed if placement == "every_layer" else model.pos_embed
+    expected0 = torch.nn.functional.normalize(first[0, 1:].detach(), dim=1)
     assert position_similarity(model, layer=0) == pytest.approx((expected0 @ expected0.T).numpy(), abs=1e-5)
 
 

@@ -186,3 +186,67 @@ def test_unknown_names_and_overrides():
         create_model("ViT-B/16", posembed="2d")
     with pytest.raises(ValueError, match="pos_embed='3d'"):
         create_model("ViT-XXS/8", pos_embed="3d", **TINY_VIT)
+
+
+# --- where the position embedding is added (App. D.4, the columns of Table 8) ------------------------
+
+@pytest.mark.parametrize("pos_embed,placement", [
+    ("1d", "every_layer"), ("1d", "every_layer_shared"), ("2d", "every_layer"), ("2d", "every_layer_shared"),
+])
+def test_position_embedding_placements(pos_embed, placement, tmp_path):
+    """Each Table 8 placement builds, trains one step, round-trips through a checkpoint and resamples every table."""
+    from repro.checkpoints import load_checkpoint, load_model, save_checkpoint
+    torch.manual_seed(0)
+    model = create_model("ViT-XXS/8", pos_embed=pos_embed, pos_embed_placement=placement, **TINY_VIT)
+    tables = [n for n, _ in model.named_parameters() if ".pos_embed" in f".{n}"]
+    depth = model.cfg.depth
+    per_table = 1 if pos_embed == "1d" else 3  # x, y and the class token's vector
+    assert len(tables) == per_table * (depth if placement == "every_layer" else 1)
+    assert set(tables) <= model.no_weight_decay()
+    x = torch.randn(2, 3, 32, 32)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.head.weight.data.normal_()  # a zero head would stop gradients at the head
+    torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1])).backward()
+    optimizer.step()
+    assert all(not torch.equal(before[n], dict(model.named_parameters())[n]) for n in tables), \
+        "every position table must receive a gradient"
+    save_checkpoint(model, tmp_path / "ckpt")
+    again = load_model(tmp_path / "ckpt")
+    assert again.cfg.pos_embed_placement == placement
+    model.eval(), again.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    larger = create_model("ViT-XXS/8", pos_embed=pos_embed, pos_embed_placement=placement, img_size=48,
+                          num_classes=5)
+    report = load_checkpoint(larger, tmp_path / "ckpt")
+    assert report.resampled == ((4, 4), (6, 6))
+    for layer in range(depth):
+        assert larger.position_embedding(layer).shape == (1, 37, 64)
+
+
+def test_every_layer_tables_enter_at_their_block():
+    """Block k's own table changes block k's input, so blocks before k see no difference."""
+    torch.manual_seed(0)
+    model = create_model("ViT-XXS/8", pos_embed_placement="every_layer", **TINY_VIT).eval()
+    x = torch.randn(1, 3, 32, 32)
+    captured = []
+    hooks = [b.register_forward_hook(lambda m, i, o: captured.append(o[0].clone())) for b in model.blocks]
+    with torch.no_grad():
+        model(x)
+        first = list(captured)
+        captured.clear()
+        model.blocks[2].pos_embed.add_(1.0)
+        model(x)
+    for h in hooks:
+        h.remove()
+    assert torch.equal(first[0], captured[0]) and torch.equal(first[1], captured[1])
+    assert not torch.allclose(first[2], captured[2])
+
+
+@pytest.mark.parametrize("kind", ["none", "relative"])
+def test_placement_needs_an_absolute_table(kind):
+    with pytest.raises(ValueError, match="pos_embed_placement='stem'"):
+        create_model("ViT-XXS/8", pos_embed=kind, pos_embed_placement="every_layer", **TINY_VIT)
+    with pytest.raises(ValueError, match="choose one of"):
+        create_model("ViT-XXS/8", pos_embed_placement="middle", **TINY_VIT)

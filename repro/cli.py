@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--scale", default="cpu", choices=scales, help="fills in sizes and steps (default: cpu)")
         if name == "finetune":
             p.add_argument("--init-from", help="checkpoint to start from")
-            p.add_argument("--lr-sweep", action="store_true", help="pick the lr from the scale's grid on the held-out split")
+            p.add_argument("--lr-sweep", action="store_true", help="pick the lr from the scale's grid on the held-out "
+                           "split, then train again with it on the whole training split (App. B.1.1)")
         p.add_argument("overrides", nargs="*", metavar="key=value")
         p.set_defaults(func=_train_command)
     p = sub.add_parser("evaluate", help="top-1 of a saved model on a split",

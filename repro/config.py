@@ -262,7 +262,9 @@ class Scale:
 
     ``vit`` and ``bit`` are a ViT and a BiT ResNet of similar training cost at
     this scale (measured images/s, see the notebooks' tables); ``pretrain_*``
-    is App. B.1's recipe, ``finetune_*`` App. B.1.1's.
+    follow App. B.1's recipe, ``finetune_*`` App. B.1.1's. The defaults are the
+    paper's recipe wherever a scale does not need to differ; ``repro.recipes.departures``
+    lists where each scale does.
     """
 
     name: str
@@ -270,7 +272,7 @@ class Scale:
     dataset: str = "cifar10"
     data_dir: Optional[str] = None          # None: the lookup order of repro.data; "embedded": the shipped mini copy
     image_size: int = 32
-    max_train: Optional[int] = None         # None: the whole training split (minus the held-out 10%)
+    max_train: Optional[int] = None         # None: the whole training split (minus the held-out part)
     max_test: Optional[int] = None
     vit: str = "ViT-XS/4"
     vit_overrides: dict = field(default_factory=dict)
@@ -282,10 +284,19 @@ class Scale:
     warmup_steps: int = 100
     pretrain_lr: float = 1e-3
     bit_lr: float = 1e-3
+    pretrain_weight_decay: float = 0.1      # App. B.1 (JFT rows of Table 3)
+    pretrain_schedule: str = "linear"
+    pretrain_grad_clip: Optional[float] = None
+    pretrain_dropout: float = 0.0           # ViT and hybrid only
+    pretrain_crop: str = "pad"              # repro.loader crop kinds
     finetune_steps: int = 200
     finetune_batch_size: int = 128
+    finetune_warmup_steps: int = 0
     finetune_image_size: int = 48
     finetune_lrs: tuple = (0.003, 0.01, 0.03)
+    # At 32 px an Inception crop of 5% of the image leaves 7x7 pixels, so the cheap scales keep the CIFAR
+    # pad-and-crop; the paper scale uses the official Inception crop.
+    finetune_crop: str = "pad"
     seeds: tuple = (0,)
     eval_every: int = 0
     log_every: int = 50
@@ -293,13 +304,25 @@ class Scale:
     # False keeps the native size (CIFAR's 32 px) and resizes batches on the device when needed.
     decode_at_model_size: bool = False
 
+    def model_name(self, family: str) -> str:
+        """The scale's model of a family ("vit", "bit" or "hybrid")."""
+        if family not in ("vit", "bit", "hybrid"):
+            raise ValueError(f"family must be vit|bit|hybrid, got {family!r}")
+        return {"vit": self.vit, "bit": self.bit, "hybrid": self.hybrid}[family]
+
     def train_fields(self, stage: str, family: str = "vit") -> dict:
         """The ``repro.train.TrainConfig`` fields this scale sets for a ``stage`` ("pretrain" or
         "finetune") of a model ``family`` ("vit", "bit" or "hybrid"); seed, lr (fine-tuning) and
-        paths are the caller's."""
-        if stage not in ("pretrain", "finetune") or family not in ("vit", "bit", "hybrid"):
-            raise ValueError(f"stage must be pretrain|finetune and family vit|bit|hybrid, got {stage!r}, {family!r}")
-        model = {"vit": self.vit, "bit": self.bit, "hybrid": self.hybrid}[family]
+        paths are the caller's.
+
+        Pre-training gives a ViT or hybrid the tanh pre-logits layer of width D (Sec. 3.1); fine-tuning
+        builds the model without it, and the checkpoint's layer is dropped when it is loaded.
+        """
+        from .recipes import finetune_dropout, pretrain_model_overrides
+
+        if stage not in ("pretrain", "finetune"):
+            raise ValueError(f"stage must be pretrain|finetune, got {stage!r}")
+        model = self.model_name(family)
         overrides = {"vit": self.vit_overrides, "bit": self.bit_overrides, "hybrid": {}}[family]
         fields = dict(dataset=self.dataset, data_dir=self.data_dir, max_train=self.max_train, max_test=self.max_test,
                       model=model, model_overrides=dict(overrides), log_every=self.log_every,
@@ -307,13 +330,37 @@ class Scale:
         if stage == "pretrain":
             lr = self.bit_lr if family == "bit" else self.pretrain_lr
             fields.update(image_size=self.image_size, batch_size=self.batch_size, steps=self.pretrain_steps,
-                          warmup_steps=self.warmup_steps, lr=lr)
+                          warmup_steps=self.warmup_steps, lr=lr, weight_decay=self.pretrain_weight_decay,
+                          schedule=self.pretrain_schedule, grad_clip=self.pretrain_grad_clip, crop=self.pretrain_crop)
+            extra = pretrain_model_overrides(model)
+            if family != "bit" and self.pretrain_dropout:
+                extra["dropout"] = self.pretrain_dropout
         else:
             fields.update(image_size=self.finetune_image_size, batch_size=self.finetune_batch_size,
-                          steps=self.finetune_steps)
+                          steps=self.finetune_steps, warmup_steps=self.finetune_warmup_steps, crop=self.finetune_crop)
+            extra = {"dropout": finetune_dropout(model)} if family != "bit" and finetune_dropout(model) else {}
+        fields["model_overrides"] = {**extra, **fields["model_overrides"]}  # the scale's own overrides win
         if self.decode_at_model_size:
             fields["data_image_size"] = fields["image_size"]
         return fields
+
+
+def _paper_scale() -> Scale:
+    """The paper's settings, read from the recipe tables: ViT-B/16 pre-trained on ImageNet-1k (Table 3's
+    row; ImageNet-21k and JFT-300M are not public) and fine-tuned with Table 4's CIFAR row at 384 px."""
+    from .recipes import finetune_recipe, pretrain_recipe
+
+    pre, fine = pretrain_recipe("imagenet1k", "ViT-B/16"), finetune_recipe("cifar10")
+    return Scale(
+        name="paper", description="the paper's settings: ViT-B/16 224 -> 384 px, batch 512, multi-GPU via torchrun",
+        dataset=pre.dataset, image_size=pre.image_size, vit="ViT-B/16", bit="R50x1", hybrid="R50+ViT-B/16",
+        batch_size=pre.batch_size, pretrain_steps=pre.steps(), warmup_steps=pre.warmup_steps, pretrain_lr=pre.lr,
+        bit_lr=pre.lr, pretrain_weight_decay=pre.weight_decay, pretrain_schedule=pre.schedule,
+        pretrain_grad_clip=pre.grad_clip, pretrain_dropout=pre.dropout, pretrain_crop="inception",
+        finetune_steps=fine.steps, finetune_batch_size=fine.batch_size, finetune_warmup_steps=fine.warmup_steps,
+        finetune_image_size=fine.image_size, finetune_lrs=fine.lr_grid, finetune_crop=fine.crop,
+        eval_every=5000, log_every=100, decode_at_model_size=True,
+    )
 
 
 SCALES: dict[str, Scale] = {
@@ -327,30 +374,22 @@ SCALES: dict[str, Scale] = {
         # Sized by measurement on 2 cores (benchmarks/throughput.py): ViT-XS/4 trains at ~370 images/s
         # at 32 px and BiT R14x1 at ~380, so the pair costs about the same; ViT-Ti/4 would be ~80 images/s.
         # The BiT keeps its 7x7/2 + max-pool stem (8x8 map after the stem, 1x1 after stage 4): the CIFAR stem
-        # would cost ~10x more. Neither model has the tanh pre-logits layer (representation_size) at this scale.
+        # would cost ~10x more.
         name="cpu", description="minutes per run on 2 CPU cores: ViT-XS/4 vs BiT R14x1 on CIFAR-10 at 32 px",
         vit="ViT-XS/4", bit="R14x1", hybrid="R26+ViT-XXS/4", batch_size=128, pretrain_steps=1500,
-        warmup_steps=150, finetune_steps=200, finetune_image_size=48, finetune_lrs=(0.01, 0.03), log_every=50,
-        eval_every=500, max_test=None,
+        warmup_steps=150, finetune_steps=200, finetune_warmup_steps=10, finetune_image_size=48,
+        finetune_lrs=(0.01, 0.03), log_every=50, eval_every=500, max_test=None,
     ),
     "gpu": Scale(
         # Not yet calibrated on a GPU in this project: sizes follow the airbench-style budget of
         # "minutes per run" on one modern GPU with GPU-resident data.
         name="gpu", description="one modern GPU: ViT-Ti/4 vs BiT R26x1 on full CIFAR-10, minutes per run",
-        vit="ViT-Ti/4", vit_overrides={"dropout": 0.0}, bit="R26x1", bit_overrides={"stem": "cifar"},
+        vit="ViT-Ti/4", bit="R26x1", bit_overrides={"stem": "cifar"},
         hybrid="R26+ViT-Ti/4", batch_size=512, pretrain_steps=6000, warmup_steps=500, finetune_steps=1000,
-        finetune_batch_size=512, finetune_image_size=64, finetune_lrs=(0.003, 0.01, 0.03), seeds=(0, 1, 2),
-        eval_every=1000, log_every=100,
+        finetune_batch_size=512, finetune_warmup_steps=50, finetune_image_size=64,
+        finetune_lrs=(0.003, 0.01, 0.03), seeds=(0, 1, 2), eval_every=1000, log_every=100,
     ),
-    "paper": Scale(
-        # App. B: ViT-B/16 at 224 px, fine-tuned at 384 px with batch 512 and the lr grid; pre-training on
-        # ImageNet-21k / JFT is out of reach here, so notebooks fine-tune a given pre-trained checkpoint.
-        name="paper", description="the paper's settings: ViT-B/16 224 -> 384 px, batch 512, multi-GPU via torchrun",
-        dataset="imagenet1k", image_size=224, vit="ViT-B/16", bit="R50x1", hybrid="R50+ViT-B/16",
-        batch_size=4096, pretrain_steps=300_000, warmup_steps=10_000, pretrain_lr=1e-3, finetune_steps=10_000,
-        finetune_batch_size=512, finetune_image_size=384, finetune_lrs=(0.001, 0.003, 0.01, 0.03),
-        eval_every=5000, log_every=100, decode_at_model_size=True,
-    ),
+    "paper": _paper_scale(),
 }
 
 

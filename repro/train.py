@@ -74,6 +74,7 @@ class TrainConfig:
     eval_on_test: bool = True         # also report the test split at the end
     max_train: Optional[int] = None
     max_test: Optional[int] = None
+    crop: str = "pad"                 # pad (CIFAR-style, crop_padding px) | inception (official, area 5-100%) | none
     crop_padding: int = 4
     flip: bool = True
     # Optimisation
@@ -132,7 +133,11 @@ class TrainConfig:
 
 
 def finetune_config(**overrides) -> TrainConfig:
-    """The paper's fine-tuning recipe (App. B.1.1): SGD 0.9, no weight decay, cosine, clip at norm 1."""
+    """The paper's fine-tuning recipe (App. B.1.1): SGD 0.9, no weight decay, cosine, clip at norm 1.
+
+    Steps, batch, warm-up, resolution and lr grid per data set are in ``repro.recipes`` (Table 4); the
+    scales fill them in (``Scale.train_fields("finetune")``).
+    """
     recipe = dict(optimizer="sgd", weight_decay=0.0, schedule="cosine", grad_clip=1.0, lr=0.01, warmup_steps=0)
     return TrainConfig(**{**recipe, **overrides})
 
@@ -399,7 +404,8 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
     num_classes = train_data.num_classes
     out_size = resize_target(cfg.image_size, train_data)
     train_loader = DeviceLoader(
-        train_data, cfg.batch_size, device=device, train=True, seed=cfg.seed, crop_padding=cfg.crop_padding,
+        train_data, cfg.batch_size, device=device, train=True, seed=cfg.seed, crop=cfg.crop,
+        crop_padding=cfg.crop_padding,
         flip=cfg.flip, out_size=out_size, rank=dist.rank, world_size=dist.world_size,
     )
     eval_loaders = {
@@ -564,13 +570,18 @@ def read_final(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "final.json").read_text())
 
 
-def finetune_sweep(cfg: TrainConfig, lrs=(0.001, 0.003, 0.01, 0.03), *, refit: bool = False, **train_kwargs) -> dict:
+def finetune_sweep(cfg: TrainConfig, lrs=None, *, refit: bool = True, **train_kwargs) -> dict:
     """Fine-tune once per learning rate on the training split minus the held-out part; pick the lr with the
     best held-out accuracy (never the test set), as in App. B.1.1. Returns the chosen run and all of them.
 
-    ``refit=True`` then trains once more with the chosen lr on the whole training split (the held-out part
-    included) and returns that as ``best_run``; without it ``best_run`` is the sweep's run, trained on 90%.
+    ``lrs`` defaults to Table 4's grid for ``cfg.dataset``. With ``refit`` (the default, as the paper) the
+    chosen lr then trains once more on the whole training split (the held-out part included) and that run
+    is ``best_run``, the one to report; ``refit=False`` returns the sweep's run as ``best_run``. Either way
+    ``runs`` maps each lr to the run it was judged by.
     """
+    if lrs is None:
+        from .recipes import finetune_recipe
+        lrs = finetune_recipe(cfg.dataset).lr_grid
     if not cfg.heldout:
         raise ValueError("the learning rate is chosen on the held-out split: set heldout=True")
     runs = {lr: train(dataclasses.replace(cfg, lr=lr), **train_kwargs) for lr in lrs}

@@ -1,15 +1,21 @@
-"""Run directories -> tables (CSV + Markdown) and figures (PNG), with the paper's numbers beside ours.
+"""Run directories -> tables (CSV + Markdown), figures (PNG) and ``claims.json``.
 
 Tables and figures are built only from the files that runs wrote
 (``config.json``, ``metrics.jsonl``, ``final.json``, ``env.json``), never from
-notebook state, so they can be rebuilt at any time from ``results/``.
+notebook state, so they can be rebuilt at any time from ``results/``. A claim's
+verdict (``holds``) is computed from our numbers and their spread over seeds,
+never typed by hand. Paths written into results are relative to the repository
+(``repo_relative``), so results read the same in any clone.
 """
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import pandas as pd
 
@@ -52,6 +58,35 @@ def paper_number(key: str) -> Optional[PaperNumber]:
     return PAPER.get(key)
 
 
+# The repository this package lives in; paths inside it are written relative to it.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# An absolute POSIX path (or a Windows drive path) inside free text, e.g. a data source's description.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~])(?:/|[A-Za-z]:\\)[^\s'\",;:()\[\]]+")
+
+
+def repo_relative(path: str | Path) -> str:
+    """``path`` relative to the repository when it lies inside it (``results/01_.../runs/x``),
+    otherwise relative to the repository through ``..``; never absolute, so committed files are portable."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return Path(os.path.relpath(resolved, REPO_ROOT)).as_posix()
+
+
+def portable_text(text: str) -> str:
+    """``text`` with every absolute path in it replaced by its repository-relative form (inside the repo)
+    or by ``.../<last two parts>`` (outside, e.g. ``/data/sets/cifar10`` -> ``.../sets/cifar10``)."""
+    def shorten(match: re.Match) -> str:
+        path = Path(match.group(0))
+        try:
+            return path.resolve().relative_to(REPO_ROOT).as_posix()
+        except ValueError:
+            return ".../" + "/".join(path.parts[-2:])
+    return _ABSOLUTE_PATH.sub(shorten, text)
+
+
 def results_dir(experiment: str, scale: str, root: str | Path = "results") -> Path:
     """``<root>/<experiment>/<scale>/``, created."""
     path = Path(root) / experiment / scale
@@ -80,13 +115,17 @@ def load_run(run_dir: str | Path) -> dict:
     final_path = run_dir / "final.json"
     final = json.loads(final_path.read_text()) if final_path.exists() else {}
     env = json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").exists() else {}
-    row = {"run_dir": str(run_dir), "finished": bool(final), **config}
+    row = {**config, "run_dir": repo_relative(run_dir), "finished": bool(final)}
     for split in ("val", "test"):
         if split in final:
             row[f"{split}_accuracy"] = final[split]["accuracy"]
             row[f"{split}_loss"] = final[split]["loss"]
     row["train_seconds"] = final.get("train_seconds")
-    train_records = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("event") == "train"]
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    start = next((r for r in records if r.get("event") == "start"), {})
+    row["data_source"] = portable_text(start["data_source"]) if start.get("data_source") else None
+    row["params"] = start.get("params")
+    train_records = [r for r in records if r.get("event") == "train"]
     if train_records:
         # Skip the first window (start-up, compilation) when it is not the only one.
         speeds = [r["images_per_s"] for r in train_records[1:]] or [train_records[0]["images_per_s"]]
@@ -132,36 +171,185 @@ def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, *, note: str =
     return csv_path, md_path
 
 
-def plot_training_curves(run_dirs: dict[str, str | Path], out_path: str | Path, title: str = "") -> Path:
-    """Training loss and held-out accuracy against step, one line per labelled run; saved as PNG."""
+def curve_records(run_dirs: dict[str, Sequence[str | Path]]) -> pd.DataFrame:
+    """Training and evaluation points of labelled runs, one row per logged point.
+
+    ``run_dirs`` maps a label (a model name) to its runs (one per seed). Columns: ``label``, ``run``,
+    ``step``, ``split`` ("train" for the running training accuracy, "val"/"test" for evaluations),
+    ``top1`` (%), ``loss``.
+    """
+    rows = []
+    for label, dirs in run_dirs.items():
+        for run_dir in dirs:
+            for r in read_jsonl(Path(run_dir) / "metrics.jsonl"):
+                if r.get("event") == "train" or (r.get("event") == "eval" and r.get("split") in ("val", "test")):
+                    rows.append({"label": label, "run": Path(run_dir).name, "step": r["step"],
+                                 "split": r.get("split", "train"), "top1": 100 * r["accuracy"], "loss": r["loss"]})
+    return pd.DataFrame(rows, columns=["label", "run", "step", "split", "top1", "loss"])
+
+
+def plot_curves(panels: dict[str, dict[str, Sequence[str | Path]]], out_path: str | Path, *, title: str,
+                chance_top1: Optional[float | dict[str, float]] = None) -> Path:
+    """One panel per stage (e.g. pre-training, fine-tuning): top-1 (%) against step on linear axes.
+
+    ``panels`` maps a panel title to ``{model name: [run dirs, one per seed]}``. Lines are the running
+    training accuracy (mean over seeds, band = one std when there are several); markers are held-out
+    ("val") and test evaluations. ``chance_top1`` (%, one value or one per panel title) draws the chance
+    level. Saved as PNG.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import seaborn as sns
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for label, run_dir in run_dirs.items():
-        records = read_jsonl(Path(run_dir) / "metrics.jsonl")
-        train = [r for r in records if r.get("event") == "train"]
-        evals = [r for r in records if r.get("event") == "eval" and r.get("split") in ("val", "test")]
-        color = None
-        if train:
-            (line,) = ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label=label)
-            color = line.get_color()  # one colour per run in both panels
-        for split, style in (("val", "-"), ("test", ":")):
-            points = [r for r in evals if r["split"] == split]
-            if points:
-                ax_acc.plot([r["step"] for r in points], [100 * r["accuracy"] for r in points], style,
-                            marker="o" if split == "val" else "x", color=color, label=f"{label} ({split})")
-    ax_loss.set(xlabel="step", ylabel="training loss", yscale="log")
-    ax_acc.set(xlabel="step", ylabel="top-1 accuracy (%)")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.9), squeeze=False)
+    for ax, (panel_title, run_dirs) in zip(axes[0], panels.items()):
+        points = curve_records(run_dirs)
+        palette = dict(zip(run_dirs, sns.color_palette(n_colors=max(len(run_dirs), 1))))
+        train = points[points["split"] == "train"]
+        if len(train):
+            sns.lineplot(data=train, x="step", y="top1", hue="label", palette=palette, errorbar="sd", ax=ax)
+        for split, marker in (("val", "o"), ("test", "X")):
+            evals = points[points["split"] == split]
+            if len(evals):
+                sns.scatterplot(data=evals, x="step", y="top1", hue="label", palette=palette, marker=marker,
+                                s=60, ax=ax, legend=False)
+        chance = chance_top1.get(panel_title) if isinstance(chance_top1, dict) else chance_top1
+        if chance is not None:
+            ax.axhline(chance, color="grey", linestyle="--", linewidth=1)
+            ax.annotate(f"chance ({chance:g}%)", (0, chance), xytext=(2, 3), textcoords="offset points",
+                        xycoords=("axes fraction", "data"), fontsize=8, color="grey")
+        ax.set(title=panel_title, xlabel="training step", ylabel="top-1 accuracy (%)", ylim=(0, 100))
+        handles, labels = ax.get_legend_handles_labels()
+        if handles:  # lines = training batches; markers = evaluations
+            ax.legend(handles, labels, title="training acc. (o held-out, x test)", fontsize=8, title_fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=120)
+    fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path
+
+
+# --- claims.json: one entry per claim, the verdict computed from the numbers ---------------------------
+
+def seed_stats(values: Iterable[float]) -> list:
+    """``[mean, std, seeds]`` of per-seed numbers; std (sample, ddof 1) is None with one seed."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("no numbers to summarise")
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
+    return [mean, std, len(values)]
+
+
+def verdict_below(ours: dict[str, list], lower: str, higher: str, *, unit: str = "points",
+                  decidable: bool = True, why_undecidable: str = "") -> tuple[Optional[bool], str]:
+    """Does ``ours[lower]`` lie below ``ours[higher]``? Returns ``(holds, why)``.
+
+    ``ours`` holds ``[mean, std, seeds]`` per name (``seed_stats``). The gap counts when it exceeds the seed
+    spread, sqrt(std_lower^2 + std_higher^2) (the spread of the difference of two single runs): beyond it in
+    the claimed direction -> True, beyond it the other way -> False, within it -> None. With one seed on either
+    side the spread is unknown: the sign decides, and ``why`` says so. ``decidable=False`` (a scale too small
+    to test the claim) gives None with ``why_undecidable`` and the numbers.
+    """
+    (m_lo, s_lo, n_lo), (m_hi, s_hi, n_hi) = ours[lower], ours[higher]
+    gap = m_hi - m_lo
+    numbers = f"{lower} {m_lo:.2f} vs {higher} {m_hi:.2f}"
+    if not decidable:
+        return None, f"{why_undecidable} ({numbers})"
+    if s_lo is None or s_hi is None:
+        holds = None if gap == 0 else gap > 0
+        where = "below" if gap > 0 else "not below"
+        return holds, (f"{lower} is {abs(gap):.2f} {unit} {where} {higher} ({numbers}); "
+                       f"one seed, so the seed spread is unknown")
+    spread = math.hypot(s_lo, s_hi)
+    ratio = abs(gap) / spread if spread > 0 else math.inf
+    if gap > spread:
+        return True, f"{lower} is {gap:.2f} {unit} below {higher}, {ratio:.1f}x the seed spread ({spread:.2f})"
+    if -gap > spread:
+        return False, f"{lower} is {-gap:.2f} {unit} above {higher}, {ratio:.1f}x the seed spread ({spread:.2f})"
+    return None, (f"the gap ({gap:+.2f} {unit}, {numbers}) is within the seed spread ({spread:.2f}): "
+                  f"undecided at {min(n_lo, n_hi)} seeds")
+
+
+CLAIM_KEYS = ("claim", "paper", "metric", "ours", "holds", "why")
+
+
+def claim_entry(claim: str, paper: str, metric: str, ours: dict[str, Iterable[float]],
+                verdict: tuple[Optional[bool], str]) -> dict:
+    """One ``claims.json`` entry: the claim, the paper's statement and number, the metric, ours as
+    ``{name: [mean, std, seeds]}`` from per-seed values, and the computed verdict ``(holds, why)``."""
+    holds, why = verdict
+    if holds not in (True, False, None):
+        raise ValueError(f"holds must be True, False or None, got {holds!r}")
+    return {"claim": claim, "paper": paper, "metric": metric,
+            "ours": {name: seed_stats(values) for name, values in ours.items()}, "holds": holds, "why": why}
+
+
+def write_claims(claims: Sequence[dict], out_dir: str | Path) -> Path:
+    """Write ``<out_dir>/claims.json`` (a list, one entry per claim; see DESIGN.md). Malformed entries are errors."""
+    for entry in claims:
+        missing = [k for k in CLAIM_KEYS if k not in entry]
+        if missing:
+            raise ValueError(f"claim {entry.get('claim')!r} lacks {missing}")
+        if entry["holds"] not in (True, False, None):
+            raise ValueError(f"claim {entry['claim']!r}: holds must be true, false or null")
+        for name, stats in entry["ours"].items():
+            if not (isinstance(stats, (list, tuple)) and len(stats) == 3):
+                raise ValueError(f"claim {entry['claim']!r}: ours[{name!r}] must be [mean, std, seeds]")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "claims.json"
+    path.write_text(json.dumps(list(claims), indent=2) + "\n")
+    return path
+
+
+def read_claims(out_dir: str | Path) -> list[dict]:
+    """The entries of ``<out_dir>/claims.json``."""
+    return json.loads((Path(out_dir) / "claims.json").read_text())
+
+
+def claims_markdown(claims: Sequence[dict]) -> str:
+    """The claims as a Markdown table: claim, the paper, ours (mean ± std, seeds), verdict and why."""
+    def ours(stats: dict) -> str:
+        return "; ".join(f"{name} {m:.2f}" + (f" ± {s:.2f}" if s is not None else "") + f" ({n} seed{'s' * (n > 1)})"
+                         for name, (m, s, n) in stats.items())
+    verdicts = {True: "holds", False: "does not hold", None: "undecided"}
+    df = pd.DataFrame([{"claim": c["claim"], "paper": c["paper"], "metric": c["metric"], "ours": ours(c["ours"]),
+                        "verdict": verdicts[c["holds"]], "why": c["why"]} for c in claims],
+                      columns=["claim", "paper", "metric", "ours", "verdict", "why"])
+    return to_markdown(df)
+
+
+# --- cost: parameters and training FLOPs -----------------------------------------------------------------
+
+def count_params(model_name: str, img_size: int, num_classes: int, overrides: Optional[dict] = None) -> int:
+    """Parameters of a named variant at ``img_size`` (the position embeddings grow with the resolution)."""
+    from .models import create_model
+
+    model = create_model(model_name, num_classes=num_classes, img_size=img_size, **(overrides or {}))
+    return sum(p.numel() for p in model.parameters())
+
+
+def training_flops(model_name: str, img_size: int, num_classes: int, overrides: Optional[dict] = None, *,
+                   batch: int = 1, steps: int = 1, probe_batch: int = 2) -> float:
+    """FLOPs of ``steps`` training steps of ``batch`` images: one forward + backward counted by
+    ``torch.utils.flop_counter.FlopCounterMode`` on CPU for ``probe_batch`` random images, scaled linearly.
+
+    The counter counts matrix products and convolutions (2 FLOPs per multiply-add), forward and backward;
+    norms, activations and the optimizer are left out (a few % for these models). Forward + backward is
+    ~3x the forward (2.9-3.0x measured for the small ViTs and ResNets here).
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .models import create_model
+
+    model = create_model(model_name, num_classes=num_classes, img_size=img_size, **(overrides or {}))
+    images = torch.randn(probe_batch, 3, img_size, img_size)  # (B, 3, H, W)
+    with FlopCounterMode(display=False) as counter:
+        model(images).float().logsumexp(-1).sum().backward()
+    return counter.get_total_flops() / probe_batch * batch * steps

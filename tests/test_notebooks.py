@@ -1,17 +1,26 @@
 """Layer 3: every notebook runs through papermill at smoke scale and writes its results files."""
 import json
+import re
 
 import pandas as pd
 import pytest
 
 from repro.reproduce import check_parameters, list_notebooks, run_notebooks
+from repro.results import REPO_ROOT
 
 NOTEBOOKS = list_notebooks()
 
 # What each notebook must leave in results/<notebook>/smoke/ besides its executed copy.
 EXPECTED_FILES = {
-    "01_pretrain_and_transfer": ["table.csv", "table.md", "curves.png"],
+    "01_pretrain_and_transfer": ["table.csv", "table.md", "claims.json", "curves.png"],
 }
+# Notebooks whose claims.json is checked (every notebook will write one).
+WRITES_CLAIMS = {"01_pretrain_and_transfer"}
+
+
+def absolute_occurrences(text: str, path) -> list[str]:
+    """Where ``path`` appears as an absolute path in ``text``; inside a relative one ("../../tmp/x") it does not count."""
+    return re.findall(r"(?<![.\w])" + re.escape(str(path)) + r".{0,40}", text)
 
 
 def test_notebooks_are_committed_without_outputs():
@@ -29,9 +38,26 @@ def test_notebook_runs_at_smoke_scale(notebook, tmp_path):
     for name in EXPECTED_FILES.get(notebook.stem, ["table.csv", "table.md"]):
         assert (out / name).stat().st_size > 0, name
     table = pd.read_csv(out / "table.csv")
-    assert len(table) > 0 and "paper_top1" in table.columns
+    assert len(table) > 0 and {"test top-1 (%)", "params (M)", "train images/s", "paper"} <= set(table.columns)
     md = (out / "table.md").read_text()
-    assert md.startswith("| ") and "(Table" in md  # the paper's number comes with its source
+    assert md.startswith("| ") and "claim: " in md  # not comparable at smoke scale: the claim and our verdict
+    if notebook.stem in WRITES_CLAIMS:
+        claims = json.loads((out / "claims.json").read_text())
+        assert isinstance(claims, list) and claims
+        for entry in claims:
+            assert set(entry) == {"claim", "paper", "metric", "ours", "holds", "why"}
+            assert entry["holds"] in (True, False, None) and entry["why"]
+            for mean, std, seeds in entry["ours"].values():
+                assert isinstance(mean, float) and seeds >= 1 and (std is None or std >= 0)
+    # Portable: no absolute path of this machine in the executed copy (metadata included) or the tables.
+    executed_text = executed.read_text()
+    for path in (REPO_ROOT, tmp_path):
+        assert not absolute_occurrences(executed_text, path), absolute_occurrences(executed_text, path)
+    meta = json.loads(executed_text)["metadata"]["papermill"]
+    assert meta["input_path"] == f"notebooks/{notebook.name}" and not meta["parameters"]["out_dir"].startswith("/")
+    for name in ("table.csv", "table.md", "claims.json"):
+        assert not absolute_occurrences((out / name).read_text(), tmp_path), name
+    assert "application/vnd.jupyter.widget" not in executed_text  # progress as lines, no widget state
 
 
 def test_unknown_or_mistyped_notebook_parameters_are_errors():

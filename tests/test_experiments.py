@@ -1,0 +1,120 @@
+"""Experiment modules: claim verdicts and tables from hand-made run directories (no training)."""
+import json
+from pathlib import Path
+
+import pytest
+
+from repro.experiments import pretrain_transfer as exp
+from repro.experiments.pretrain_transfer import RunRecord, Runs
+from repro.results import verdict_below
+
+
+def fake_run(root: Path, name: str, *, model: str, test: float, val=None, image_size=32, lr=1e-3,
+             source="local parquet /somewhere/data/cifar10") -> Path:
+    """A finished run directory as train() leaves it, with made-up numbers."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    config = {"model": model, "model_overrides": {}, "dataset": "cifar10", "image_size": image_size, "lr": lr,
+              "batch_size": 8, "steps": 10, "seed": 0}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    final = {"test": {"accuracy": test / 100, "loss": 1.0}, "train_seconds": 60.0}
+    if val is not None:
+        final["val"] = {"accuracy": val / 100, "loss": 1.0}
+    (run_dir / "final.json").write_text(json.dumps(final))
+    (run_dir / "env.json").write_text(json.dumps({"device_name": "test CPU"}))
+    (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"event": "start", "step": 0, "params": 1_500_000, "data_source": source},
+        {"event": "train", "step": 5, "loss": 2.0, "accuracy": 0.2, "images_per_s": 100.0},
+        {"event": "train", "step": 10, "loss": 1.5, "accuracy": 0.4, "images_per_s": 120.0},
+    ]) + "\n")
+    return run_dir
+
+
+def make_runs(tmp_path, scale, vit_top1, bit_top1, tuned_high=None, tuned_low=None) -> Runs:
+    """Runs of notebook 01 with the given test top-1 (%) per seed; models are tiny so FLOPs count fast."""
+    runs = Runs(exp.get_config(scale, seeds=list(range(len(vit_top1)))), tmp_path)
+    groups = [("ViT", "ViT-XXS/8", "pre-train", 32, vit_top1), ("BiT", "R14x1", "pre-train", 32, bit_top1),
+              ("ViT", "ViT-XXS/8", "fine-tune", 48, tuned_high or []), ("ViT", "ViT-XXS/8", "fine-tune", 32, tuned_low or [])]
+    for family, model, stage, res, values in groups:
+        for seed, top1 in enumerate(values):
+            run_dir = fake_run(tmp_path, f"{family}-{stage}-{res}-{seed}", model=model, test=top1, val=top1 + 1,
+                               image_size=res)
+            runs.records.append(RunRecord(family, model, stage, "cifar10", res, seed, run_dir, 1e-3,
+                                          top1 + 1 if stage == "fine-tune" else None))
+    return runs
+
+
+def test_verdict_below_true_false_null_and_one_seed():
+    assert verdict_below({"a": [50.0, 1.0, 3], "b": [60.0, 1.0, 3]}, "a", "b")[0] is True
+    assert verdict_below({"a": [60.0, 1.0, 3], "b": [50.0, 1.0, 3]}, "a", "b")[0] is False
+    holds, why = verdict_below({"a": [59.5, 1.0, 3], "b": [60.0, 1.0, 3]}, "a", "b")
+    assert holds is None and "within the seed spread" in why
+    holds, why = verdict_below({"a": [50.0, None, 1], "b": [60.0, None, 1]}, "a", "b")
+    assert holds is True and "spread is unknown" in why
+    holds, why = verdict_below({"a": [50.0, 1.0, 3], "b": [60.0, 1.0, 3]}, "a", "b", decidable=False,
+                               why_undecidable="too small")
+    assert holds is None and why.startswith("too small")
+
+
+@pytest.mark.parametrize("vit, bit, expected", [
+    ([50.0, 51.0, 52.0], [60.0, 61.0, 62.0], True),    # ViT 10 points below BiT, spread ~1.4
+    ([70.0, 71.0, 72.0], [60.0, 61.0, 62.0], False),   # ViT 10 points above
+    ([59.0, 61.0, 63.0], [60.0, 61.5, 62.0], None),    # within the spread
+])
+def test_small_data_claim_verdict_is_computed_from_the_numbers(tmp_path, vit, bit, expected):
+    runs = make_runs(tmp_path, "cpu", vit, bit, tuned_high=[v + 2 for v in vit], tuned_low=vit)
+    small_data, resolution = exp.claims(runs)
+    assert small_data["claim"] == exp.SMALL_DATA_CLAIM and small_data["holds"] is expected
+    assert small_data["ours"]["ViT-XXS/8"][0] == pytest.approx(sum(vit) / 3)
+    assert small_data["ours"]["ViT-XXS/8"][2] == 3
+    assert set(resolution["ours"]) == {"fine-tuned @32px", "fine-tuned @48px"}  # the control, not pre-training
+
+
+def test_smoke_scale_leaves_claims_undecided_and_one_seed_says_so(tmp_path):
+    (smoke,) = exp.claims(make_runs(tmp_path / "s", "smoke", [10.0], [20.0]))
+    assert smoke["holds"] is None and "plumbing" in smoke["why"]
+    found = exp.claims(make_runs(tmp_path / "c", "cpu", [10.0], [20.0], tuned_high=[15.0]))
+    assert found[0]["holds"] is True and "spread is unknown" in found[0]["why"]
+    # Without the same-resolution control the baseline is the pre-trained model, and the verdict says so.
+    assert "pre-trained @32px" in found[1]["ours"] and "confounded" in found[1]["why"]
+
+
+def test_table_has_units_cost_provenance_and_no_incomparable_paper_number(tmp_path):
+    runs = make_runs(tmp_path, "cpu", [50.0, 52.0], [60.0, 62.0], tuned_high=[55.0, 57.0], tuned_low=[51.0, 53.0])
+    table = exp.table(runs)
+    for column in ("test top-1 (%)", "test top-1 std (points)", "held-out top-1 (%)", "params (M)",
+                   "train GFLOPs / image", "train TFLOPs", "train images/s", "hardware", "data source", "paper"):
+        assert column in table.columns, column
+    assert list(table["stage"]) == ["pre-train", "pre-train", "fine-tune", "fine-tune"]
+    assert table["test top-1 (%)"].iloc[0] == pytest.approx(51.0) and table["seeds"].iloc[0] == 2
+    assert table["params (M)"].iloc[0] == pytest.approx(1.5)
+    # ViT-XXS/8 sees 36 patches at 48 px and 16 at 32 px: more tokens, more FLOPs per image
+    assert table["train GFLOPs / image"].iloc[2] > table["train GFLOPs / image"].iloc[0] > 0
+    assert table["data source"].iloc[0] == "local parquet .../data/cifar10"  # no absolute path of a machine
+    assert "paper top-1 (%)" not in table.columns and not table.isin([99.15]).any().any()
+    assert table["paper"].iloc[0].startswith("claim: ") and table["paper"].iloc[0].endswith("holds")
+    assert not any(d.startswith("/") for d in table["run dirs"])
+    assert "not comparable" in exp.table_note(runs)
+
+
+def test_paper_scale_puts_the_table2_number_beside_ours(tmp_path):
+    runs = Runs(exp.get_config("paper", seeds=[0]), tmp_path, paper_model="ViT-L/16 (I21k)",
+                unavailable={"cifar100": "no copy found"})
+    run_dir = fake_run(tmp_path, "ft", model="ViT-XXS/8", test=98.7, image_size=32)
+    runs.records.append(RunRecord("ViT", "ViT-XXS/8", "fine-tune", "cifar10", 32, 0, run_dir, 0.01, 98.9))
+    table = exp.table(runs)
+    assert list(table["paper top-1 (%)"]) == [99.15, 93.25]
+    assert "not run" in table["paper"].iloc[1]
+    (claim,) = exp.claims(runs)
+    assert claim["holds"] is True and "99.15" in claim["paper"]  # 98.7 is within 1 point of 99.15
+
+
+def test_config_and_entry_points():
+    cpu = exp.get_config("cpu")
+    assert cpu.finetune_resolutions == (48, 32) and cpu.decidable and cpu.seeds == (0,)
+    assert not exp.get_config("smoke").decidable and exp.get_config("cpu", seeds=[3, 4]).seeds == (3, 4)
+    assert exp.get_config("paper").finetune_resolutions == (384,)
+    with pytest.raises(ValueError, match="run_paper"):
+        exp.run("paper")
+    with pytest.raises(ValueError, match="checkpoint"):
+        exp.run_paper(None)

@@ -475,7 +475,7 @@ def _sidecar_json(weights: Path) -> Path:
         ".safetensors") else weights.with_name(weights.name + ".json")
 
 
-def _resolve(path: PathLike) -> Path:
+def resolve_checkpoint_path(path: PathLike) -> Path:
     """The weights file for a path that may name a file, our checkpoint's directory, base name or JSON."""
     p = Path(path)
     if p.is_dir():
@@ -505,7 +505,7 @@ def read_checkpoint(path: PathLike) -> tuple[dict[str, Any], str]:
     ``state_dict``/``model``. ``path`` may also be a directory or base name
     written by :func:`save_checkpoint`.
     """
-    p = _resolve(path)
+    p = resolve_checkpoint_path(path)
     fmt = _sniff(p)
     if fmt == "official-npz":
         with np.load(p, allow_pickle=False) as npz:
@@ -619,7 +619,7 @@ def save_checkpoint(model: nn.Module, path: PathLike, *, extra: Optional[dict] =
 
 def load_checkpoint_meta(path: PathLike) -> dict:
     """The JSON written by :func:`save_checkpoint` (format, config, variant_name, extra)."""
-    weights = _resolve(path)
+    weights = resolve_checkpoint_path(path)
     meta = _read_own_meta(weights)
     if meta is None:
         raise CheckpointError(f"{path}: no {_sidecar_json(weights).name} of this project's format beside "
@@ -636,7 +636,7 @@ def load_model(path: PathLike) -> nn.Module:
     model = build_model(_config_from_json(meta["config_type"], meta["config"]))
     if meta.get("variant_name"):
         model.variant_name = meta["variant_name"]
-    load_checkpoint(model, _resolve(path))
+    load_checkpoint(model, resolve_checkpoint_path(path))
     return model
 
 

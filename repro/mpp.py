@@ -274,6 +274,11 @@ class MaskedPatchPrediction(nn.Module):
         nn.init.zeros_(self.mpp_head.weight)
         nn.init.zeros_(self.mpp_head.bias)
 
+    def no_weight_decay(self) -> set[str]:
+        """The ViT's no-decay parameters under their new names, and the [mask] embedding (a token, like cls)."""
+        inner = self.vit.no_weight_decay() if hasattr(self.vit, "no_weight_decay") else set()
+        return {"mask_token"} | {f"vit.{name}" for name in inner}
+
     def targets(self, images: torch.Tensor) -> torch.Tensor:
         """What each patch should predict, from images in [-1, 1]: (B, N), (B, N, 16) or (B, N, 3*P*P)."""
         with torch.no_grad():

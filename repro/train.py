@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -49,6 +50,7 @@ from . import data as data_lib
 from .fileio import atomic_write, atomic_write_text
 from .loader import DeviceLoader
 from .models import create_model
+from .mpp import build_mpp_model, evaluate_mpp, mpp_objective, save_mpp_head
 from .results import read_jsonl
 
 
@@ -64,7 +66,9 @@ class TrainConfig:
     model: str = "ViT-XS/4"
     model_overrides: dict = field(default_factory=dict)  # pos_embed, pool, dropout, representation_size...
     init_from: Optional[str] = None   # checkpoint to start from (fine-tuning); any format repro.checkpoints reads
-    objective: str = "classification"
+    objective: str = "classification"  # classification | mpp (masked patch prediction, Sec. 4.6)
+    mpp_target: str = "mean_color"    # mpp only: mean_color | downsized | pixels (App. B.1.2)
+    mpp_corrupt_rate: float = 0.5     # mpp only: fraction of patches corrupted per image
     # Data
     dataset: str = "cifar10"
     data_dir: Optional[str] = None
@@ -118,9 +122,18 @@ class TrainConfig:
     NOT_IDENTITY = ("out_dir", "run_name", "log_every", "checkpoint_every", "compile", "device")
 
     def identity_fields(self) -> dict:
-        """The fields that define what the run computes, as JSON-ready values."""
-        return json.loads(json.dumps({k: v for k, v in self.to_dict().items() if k not in self.NOT_IDENTITY},
-                                     default=str))
+        """The fields that define what the run computes, as JSON-ready values.
+
+        Nothing here depends on where files live, so a clone in any folder gets the same run names: the
+        ``init_from`` checkpoint counts by the SHA-256 of its bytes, and ``data_dir`` only when it picks
+        the embedded mini copy (a local copy of a data set is the same data wherever it lies).
+        """
+        fields = {k: v for k, v in self.to_dict().items() if k not in self.NOT_IDENTITY}
+        if self.init_from:
+            fields["init_from"] = f"sha256:{checkpoint_digest(self.init_from)}"
+        if fields["data_dir"] != "embedded":
+            fields["data_dir"] = None
+        return json.loads(json.dumps(fields, default=str))
 
     def identity(self) -> str:
         """A short hash of everything that changes the result (not where it is written or how often logged)."""
@@ -130,6 +143,24 @@ class TrainConfig:
     def run_dir(self) -> Path:
         name = self.run_name or f"{self.model.replace('/', '-').replace('+', '_')}_{self.dataset}_{self.identity()}"
         return Path(self.out_dir) / name
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def checkpoint_digest(path: str) -> str:
+    """A short SHA-256 of a checkpoint's weights file (cached per path, size and mtime): its identity."""
+    from .checkpoints import resolve_checkpoint_path
+
+    weights = resolve_checkpoint_path(path)
+    st = weights.stat()
+    return _file_digest(str(weights.resolve()), st.st_size, st.st_mtime_ns)
 
 
 def finetune_config(**overrides) -> TrainConfig:
@@ -156,7 +187,7 @@ def classification_objective(model, images, labels, cfg):
     return loss, (logits.argmax(-1) == labels).sum()
 
 
-OBJECTIVES: dict[str, Objective] = {"classification": classification_objective}
+OBJECTIVES: dict[str, Objective] = {"classification": classification_objective, "mpp": mpp_objective}
 
 
 # --- pieces of the loop ----------------------------------------------------------------------------
@@ -286,7 +317,10 @@ class MetricsLog:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, cfg: TrainConfig, device: torch.device) -> dict:
-    """Loss and top-1 accuracy of ``model`` over every example of ``loader`` (in order, no augmentation)."""
+    """Loss and top-1 accuracy of ``model`` over every example of ``loader`` (in order, no augmentation);
+    for masked patch prediction, its loss and per-prediction accuracy under a fixed corruption."""
+    if cfg.objective == "mpp":
+        return evaluate_mpp(model, loader, seed=cfg.seed, autocast=lambda: autocast_context(cfg, device))
     was_training = model.training
     model.eval()
     total_loss = torch.zeros((), device=device)
@@ -323,6 +357,8 @@ def build_model_for(cfg: TrainConfig, num_classes: int, device: torch.device) ->
         report = load_checkpoint(model, cfg.init_from, num_classes_mismatch="reset")
         info = dataclasses.asdict(report)
         zero_classifier(model, num_classes)  # fine-tuning always starts from a zero head (Sec. 3.2)
+    if cfg.objective == "mpp":  # the ViT inside a wrapper with the [mask] embedding and the colour head
+        model = build_mpp_model(model, cfg.mpp_target, cfg.mpp_corrupt_rate)
     return model.to(device), info
 
 
@@ -359,7 +395,9 @@ def check_run_dir_matches(run_dir: Path, cfg: TrainConfig) -> None:
     """Refuse to resume or reuse a run directory that holds another config (e.g. a reused ``run_name``)."""
     path = run_dir / "config.json"
     if path.exists():
-        saved = {k: v for k, v in json.loads(path.read_text()).items() if k not in TrainConfig.NOT_IDENTITY}
+        saved = json.loads(path.read_text())
+        # Run directories written before config.json carried its identity: compare the fields as saved.
+        saved = saved.get("identity") or {k: v for k, v in saved.items() if k not in TrainConfig.NOT_IDENTITY}
         current = cfg.identity_fields()
         diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if diff:
@@ -390,7 +428,9 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
             final_path.unlink()
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2, default=str))
+        # The config as given, plus what identifies it (init_from as a content hash, see identity_fields).
+        atomic_write_text(run_dir / "config.json",
+                          json.dumps({**cfg.to_dict(), "identity": cfg.identity_fields()}, indent=2, default=str))
         atomic_write_text(run_dir / "env.json", json.dumps(environment(device, cfg, dist), indent=2))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -538,7 +578,10 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
             log.write(event="eval", split=name, step=step, **metrics)
             results[name] = metrics
         from .checkpoints import save_checkpoint as save_weights
-        save_weights(model, run_dir / "model", extra={"train_config": cfg.to_dict()})
+        # A plain ViT checkpoint (fine-tuning starts from it); masked patch prediction keeps its head apart.
+        save_weights(getattr(model, "vit", model), run_dir / "model", extra={"train_config": cfg.to_dict()})
+        if cfg.objective == "mpp":
+            save_mpp_head(model, run_dir / "mpp_head.safetensors")
         atomic_write_text(final_path, json.dumps(results, indent=2))
         ckpt_path.unlink(missing_ok=True)  # the final weights replace the resumable state
     if dist.world_size > 1:

@@ -359,3 +359,41 @@ def test_predict_mean_colors_and_evaluate():
 def test_bad_target_is_an_error():
     with pytest.raises(ValueError, match="target"):
         MaskedPatchPrediction(create_model("ViT-XXS/8", **TINY), target="colour")
+
+
+# --------------------------------------------------------------------------- through the training engine
+
+
+def test_mpp_through_the_engine_resumes_exactly_and_fine_tunes(tmp_path):
+    """objective="mpp": the engine trains the wrapper, resumes to the same losses after an interrupt, saves a
+    plain ViT that fine-tuning starts from, and the [mask] embedding is not weight-decayed."""
+    from repro.results import read_jsonl
+    from repro.train import TrainConfig, finetune_config, make_optimizer, train
+
+    base = dict(model="ViT-XXS/8", dataset="cifar10", data_dir="embedded", max_train=128, max_test=64,
+                batch_size=16, steps=6, warmup_steps=2, log_every=2, checkpoint_every=2, objective="mpp",
+                out_dir=str(tmp_path / "runs"))
+    reference = train(TrainConfig(**base, run_name="straight"), progress=False)
+
+    def stop_at_4(step, record):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    cfg = TrainConfig(**base, run_name="interrupted")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callback=stop_at_4, progress=False)
+    resumed = train(cfg, progress=False)
+
+    def losses(run_dir):
+        return [r["loss"] for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("event") == "train"]
+
+    assert len(losses(reference)) == 3 and losses(resumed) == pytest.approx(losses(reference), rel=1e-6)
+    assert (reference / "mpp_head.safetensors").exists()
+    wrapper = build_mpp_model(create_model("ViT-XXS/8", num_classes=10, img_size=32))
+    optimizer = make_optimizer(wrapper, TrainConfig(), torch.device("cpu"))
+    no_decay = {id(p) for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert id(wrapper.mask_token) in no_decay and id(wrapper.vit.pos_embed) in no_decay
+    tuned = train(finetune_config(model="ViT-XXS/8", dataset="cifar10", data_dir="embedded", max_train=64,
+                                  max_test=32, batch_size=16, steps=2, log_every=2, out_dir=str(tmp_path / "runs"),
+                                  init_from=str(reference / "model.safetensors")), progress=False)
+    assert (tuned / "final.json").exists()

@@ -258,3 +258,21 @@ def test_torchrun_two_processes_match_one(tmp_path):
     ddp_losses = train_losses(Path(cfg.out_dir) / "ddp")
     assert len(ddp_losses) == 6
     assert ddp_losses == pytest.approx(train_losses(single), rel=1e-4, abs=1e-5)
+
+
+def test_run_names_do_not_depend_on_where_files_live(tmp_path):
+    """The same fine-tuning in two folders: the checkpoint copied elsewhere and another out_dir give the same
+    run name; a checkpoint with other bytes gives another one (issue: portable run directories)."""
+    import shutil
+
+    pre = train(tiny(tmp_path, steps=2), progress=False)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(pre, elsewhere)
+    a = finetune_config(model="ViT-XXS/8", init_from=str(pre / "model.safetensors"), out_dir=str(tmp_path / "a"))
+    b = finetune_config(model="ViT-XXS/8", init_from=str(elsewhere / "model.safetensors"), out_dir="b")
+    assert a.run_dir.name == b.run_dir.name and a.identity_fields()["init_from"].startswith("sha256:")
+    c = TrainConfig(data_dir="/some/where/cifar10")
+    assert c.identity() == TrainConfig(data_dir=None).identity() != TrainConfig(data_dir="embedded").identity()
+    other = train(tiny(tmp_path, steps=2, seed=1), progress=False)
+    d = finetune_config(model="ViT-XXS/8", init_from=str(other / "model.safetensors"))
+    assert d.run_dir.name != a.run_dir.name

@@ -30,8 +30,6 @@ from . import progress_kwargs
 NAME = "01_pretrain_and_transfer"
 FAMILIES = ("ViT", "BiT")
 PAPER_DATASETS = ("cifar10", "cifar100", "oxford_iiit_pet", "oxford_flowers102")
-# App. B.1.1 / Table 4: fine-tuning steps per transfer data set at paper scale.
-PAPER_FINETUNE_STEPS = {"cifar10": 10_000, "cifar100": 10_000, "oxford_iiit_pet": 500, "oxford_flowers102": 500}
 # At paper scale a claim "reaches Table 2" holds when our mean is at most this far below the paper's number.
 PAPER_TOLERANCE_POINTS = 1.0
 
@@ -158,6 +156,7 @@ def run_paper(checkpoint: str, datasets: Sequence[str] = PAPER_DATASETS, *, seed
     recorded in ``runs.unavailable`` and skipped. ``paper_model`` names the Table 2 column to compare with.
     """
     from ..data import resolve_source
+    from ..recipes import finetune_recipe
 
     if not checkpoint:
         raise ValueError("run_paper fine-tunes a pre-trained checkpoint: pass pretrained_checkpoint=<path>")
@@ -172,7 +171,7 @@ def run_paper(checkpoint: str, datasets: Sequence[str] = PAPER_DATASETS, *, seed
         for seed in config.seeds:
             _finetune(config, runs, family="ViT", dataset=dataset, seed=seed, init_from=checkpoint,
                       resolution=config.scale.finetune_image_size, device=device,
-                      steps=PAPER_FINETUNE_STEPS.get(dataset, config.scale.finetune_steps))
+                      steps=finetune_recipe(dataset).steps)
     return runs
 
 

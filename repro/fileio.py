@@ -18,10 +18,12 @@ class NoSpaceError(OSError):
     """The disk filled up while writing a file; the message names the file and the fix."""
 
     def __init__(self, path: str | os.PathLike, what: str = "a file"):
-        super().__init__(f"no space left on device while writing {what} {path}; free some space "
-                         "(or point REPRO_CACHE_DIR / out_dir at another disk) and run the same command again")
-        self.errno = errno.ENOSPC
-        self.filename = str(path)
+        super().__init__(errno.ENOSPC, "No space left on device", str(path))
+        self.message = (f"no space left on device while writing {what} {path}; free some space "
+                        "(or point REPRO_CACHE_DIR / out_dir at another disk) and run the same command again")
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def is_no_space(err: BaseException) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from functools import partial
 
+import torch
 from timm.layers import StdConv2d
 from timm.models.resnetv2 import ResNetV2
 from torch import nn
@@ -46,4 +47,21 @@ def create_bit(cfg: BiTConfig) -> ResNetV2:
         # Pre-activation network: the stem is the convolution alone, the first block normalises.
         model.stem = nn.Sequential(OrderedDict(conv=BitConv2d(cfg.in_chans, stem_chs, kernel_size=3, stride=1)))
     model.cfg = cfg
+    # timm's ResNetV2 has no input check: a 3-D tensor or uint8 images fail deep inside a convolution.
+    model.register_forward_pre_hook(_check_input)
     return model
+
+
+def _check_input(model: ResNetV2, args: tuple) -> None:
+    """Forward pre-hook: raise a ValueError unless the input is a float (B, C, H, W) batch with the model's channels."""
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"expected images of shape (batch, {model.cfg.in_chans}, H, W), got {shape}"
+                         + (" (add the batch dimension with x[None])" if isinstance(x, torch.Tensor) and x.ndim == 3
+                            else ""))
+    if x.shape[1] != model.cfg.in_chans:
+        raise ValueError(f"expected {model.cfg.in_chans} input channels, got {x.shape[1]} (shape {tuple(x.shape)})")
+    if not x.is_floating_point():
+        raise ValueError(f"expected float images normalised to [-1, 1], got {x.dtype}: convert uint8 images with "
+                         "repro.data.normalize(x)")

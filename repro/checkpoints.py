@@ -366,6 +366,15 @@ def _filter(state_dict: Mapping[str, Any], model: nn.Module, num_classes_mismatc
         def describe(head):
             return ", ".join(f"{k} {_shape(v)}" for k, v in sorted(head.items())) or "no head"
 
+        body = [k for k in set(sd) & set(target)
+                if not k.startswith("head.") and _shape(sd[k]) != _shape(target[k]) and "pos_embed" not in k]
+        if num_classes_mismatch == "error" and (body or set(sd) - set(target) - set(ckpt_head)):
+            # The head differs because the whole network does: resetting the head would not help.
+            raise CheckpointError(
+                "the checkpoint is of another architecture than the model (not only another class count): "
+                + (f"shapes differ in {_list([f'{k} {_shape(sd[k])} vs {_shape(target[k])}' for k in sorted(body)], 5)}"
+                   if body else f"unexpected keys {_list(sorted(set(sd) - set(target) - set(ckpt_head)), 5)}")
+                + "; build the model that was saved (repro.checkpoints.load_model rebuilds it from a repro checkpoint)")
         if num_classes_mismatch == "error":
             counts = {n: next((v.shape[0] for k, v in h.items() if k.endswith("bias")), 0)
                       for n, h in (("checkpoint", ckpt_head), ("model", model_head))}
@@ -388,7 +397,7 @@ def _filter(state_dict: Mapping[str, Any], model: nn.Module, num_classes_mismatc
     unexpected = [k for k in sd if k not in target]
     if strict and (missing or unexpected):
         raise CheckpointError(
-            "the checkpoint's keys do not match the model's:"
+            "the checkpoint's keys do not match the model's (a checkpoint of another architecture?):"
             + (f"\n  missing in the checkpoint: {_list(missing)}" if missing else "")
             + (f"\n  unexpected in the checkpoint: {_list(unexpected)}" if unexpected else ""))
     for k in unexpected:
@@ -405,7 +414,8 @@ def _filter(state_dict: Mapping[str, Any], model: nn.Module, num_classes_mismatc
     if wrong:
         lines = [f"  {k}: checkpoint {a} vs model {b}" for k, a, b in wrong[:_MAX_LISTED]]
         more = f"\n  ... and {len(wrong) - _MAX_LISTED} more" if len(wrong) > _MAX_LISTED else ""
-        raise CheckpointError("the checkpoint's shapes do not match the model's:\n" + "\n".join(lines) + more)
+        raise CheckpointError("the checkpoint's shapes do not match the model's (a checkpoint of another "
+                              "architecture or size?):\n" + "\n".join(lines) + more)
     return sd, done
 
 
@@ -448,13 +458,34 @@ def _sniff(path: Path) -> str:
     elif head[:1] == b"\x80":  # a bare pickle: torch.save(..., _use_new_zipfile_serialization=False)
         return "torch"
     elif len(head) >= 9 and head[8:9] == b"{":
-        # safetensors: an 8-byte little-endian header length, then the JSON header.
+        # safetensors: an 8-byte little-endian header length, then the JSON header, then the tensors.
         header_len = int.from_bytes(head[:8], "little")
-        if 0 < header_len < path.stat().st_size:
+        size = path.stat().st_size
+        if 0 < header_len < 100_000_000:
+            _check_safetensors_length(path, header_len, size)
             return "safetensors"
     raise CheckpointError(
         f"{path}: unknown checkpoint format (first bytes {head[:8]!r}); expected the official .npz, a state dict "
         "saved with torch.save, a .safetensors file, or this project's <name>.safetensors + <name>.json")
+
+
+def _check_safetensors_length(path: Path, header_len: int, size: int) -> None:
+    """Raise a CheckpointError when the file is shorter than its header says (a cut-off download or copy)."""
+    truncated = CheckpointError(
+        f"{path}: truncated safetensors file ({size} bytes, but its header describes more); download or copy it "
+        "again, or re-save it")
+    if 8 + header_len > size:
+        raise truncated
+    with open(path, "rb") as f:
+        f.seek(8)
+        try:
+            header = json.loads(f.read(header_len))
+        except ValueError as e:
+            raise CheckpointError(f"{path}: corrupt safetensors header ({e}); download or copy it again") from None
+    ends = [t["data_offsets"][1] for k, t in header.items()
+            if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t]
+    if 8 + header_len + max(ends, default=0) > size:
+        raise truncated
 
 
 def _unwrap(obj: Any, path: Path) -> dict:
@@ -507,18 +538,34 @@ def read_checkpoint(path: PathLike) -> tuple[dict[str, Any], str]:
     """
     p = resolve_checkpoint_path(path)
     fmt = _sniff(p)
+    def unreadable(e: BaseException) -> CheckpointError:
+        first = str(e).splitlines()[0] if str(e) else ""
+        return CheckpointError(f"{p}: a {fmt} file that cannot be read, it is truncated or corrupt "
+                               f"({type(e).__name__}: {first}); download or copy it again, or re-save it")
+
     if fmt == "official-npz":
-        with np.load(p, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}, fmt
+        try:
+            with np.load(p, allow_pickle=False) as npz:
+                return {k: npz[k] for k in npz.files}, fmt
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise unreadable(e) from None
     if fmt == "safetensors":
-        return _load_safetensors(str(p), device="cpu"), (OWN_FORMAT_NAME if _read_own_meta(p) else fmt)
+        try:
+            arrays = _load_safetensors(str(p), device="cpu")
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError for a bad file
+            raise unreadable(e) from None
+        return arrays, (OWN_FORMAT_NAME if _read_own_meta(p) else fmt)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "weights_only" not in str(e).lower() and "unsupported global" not in str(e).lower():
+            raise unreadable(e) from None
         raise CheckpointError(
             f"{path}: the pickle holds objects other than tensors and plain containers, and is not loaded "
             "(weights_only=True, so that no code in a checkpoint runs). Re-save just the state dict: "
             f"torch.save(model.state_dict(), path). torch said: {str(e).splitlines()[0]}") from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise unreadable(e) from None
     return _unwrap(obj, p), fmt
 
 

@@ -95,7 +95,7 @@ def _train_command(args) -> int:
         run_dir = train(TrainConfig(**fields))
     else:
         if not (args.init_from or fields.get("init_from")):
-            raise SystemExit("finetune needs --init-from PATH (a run's model.safetensors, a timm file or an official .npz)")
+            raise ValueError("finetune needs --init-from PATH (a run's model.safetensors, a timm file or an official .npz)")
         if args.init_from:
             fields["init_from"] = args.init_from
         cfg = finetune_config(**fields)
@@ -115,8 +115,12 @@ def _evaluate_command(args) -> int:
     from . import data as data_lib
     from .checkpoints import load_checkpoint_meta, load_model
     from .loader import DeviceLoader
-    from .train import TrainConfig, evaluate, resize_target
+    from .train import TrainConfig, check_device, evaluate, resize_target
 
+    check_device(args.device)
+    if args.max_examples is not None and args.max_examples <= 0:
+        raise ValueError(f"--max-examples {args.max_examples}: must be a positive number of images")
+    data_lib.resolve_source(args.dataset, args.data_dir)  # a missing data set is reported before the model is read
     model = load_model(args.checkpoint)
     # The run's own settings: its seed carved its held-out split, its decode size fed the model.
     run_cfg = load_checkpoint_meta(args.checkpoint).get("extra", {}).get("train_config", {})
@@ -134,12 +138,24 @@ def _evaluate_command(args) -> int:
     return 0
 
 
+def notebook_parameter_pairs(groups: Sequence[Sequence[str]]) -> list[tuple[str, str]]:
+    """The words after each ``-p``: ``key=value`` (one or more) or papermill's own ``key value``."""
+    pairs = []
+    for words in groups:
+        if all("=" in w for w in words):
+            pairs += [split_pair(w, "notebook parameters") for w in words]
+        elif len(words) == 2 and "=" not in words[0]:
+            pairs.append((words[0], words[1]))
+        else:
+            raise ValueError(f"notebook parameters are -p key=value (or -p key value), got -p {' '.join(words)}")
+    return pairs
+
+
 def _reproduce_command(args) -> int:
     from .reproduce import run_notebooks
 
     extra = {"data_dir": args.data_dir} if args.data_dir else {}
-    for pair in args.parameters:
-        key, text = split_pair(pair, "notebook parameters")
+    for key, text in notebook_parameter_pairs(args.parameters):
         try:
             extra[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
@@ -178,17 +194,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results")
     p.add_argument("--data-dir", help="passed to every notebook")
     p.add_argument("--notebooks", nargs="*", help="only notebooks whose name starts with these, e.g. 01")
-    p.add_argument("-p", "--parameter", dest="parameters", action="append", default=[], metavar="key=value",
-                   help="a notebook parameter, e.g. -p pretrained_checkpoint=ViT-B_16.npz (repeatable)")
+    p.add_argument("-p", "--parameter", dest="parameters", action="append", default=[], nargs="+",
+                   metavar="key=value",
+                   help="a notebook parameter, e.g. -p pretrained_checkpoint=ViT-B_16.npz or, as in papermill, "
+                        "-p seeds '[0, 1]' (repeatable); checked against the notebook's declared parameters")
     p.set_defaults(func=_reproduce_command)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; bad input of any kind is one ``error: ...`` line on stderr and exit status 2, no traceback."""
+    from .train import RunDirBusy
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, OSError, RunDirBusy) as err:  # OSError: a missing file, no permission, disk full
         print(f"error: {err}", file=sys.stderr)
         return 2
 

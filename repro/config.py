@@ -59,6 +59,26 @@ RESNET_LAYERS: dict[int, tuple[int, int, int, int]] = {
 STEM_STRIDE = 4
 
 
+def _check_positive(cfg, key: str) -> None:
+    value = getattr(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{key}={value!r}: must be a positive integer ({type(cfg).__name__})")
+
+
+def _check_classes_and_rates(cfg) -> None:
+    """num_classes >= 0 (0: no head, a feature extractor), positive image sizes, drop rates in [0, 1)."""
+    if isinstance(cfg.num_classes, bool) or not isinstance(cfg.num_classes, int) or cfg.num_classes < 0:
+        raise ValueError(f"num_classes={cfg.num_classes!r}: must be >= 1 for a classifier (0 builds a model "
+                         "without a head)")
+    size = tuple(cfg.img_size) if isinstance(cfg.img_size, (tuple, list)) else (cfg.img_size,)
+    if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in size):
+        raise ValueError(f"img_size={cfg.img_size!r}: must be (height, width) in positive pixels")
+    for key in ("dropout", "attn_dropout", "drop_path"):
+        value = getattr(cfg, key, 0.0)
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{key}={value}: must lie in [0, 1)")
+
+
 @dataclass(frozen=True)
 class ViTConfig:
     """The Vision Transformer of Eq. 1-4. Defaults: ViT-B/16 at 224 px (Table 1)."""
@@ -81,6 +101,12 @@ class ViTConfig:
     layer_norm_eps: float = 1e-6     # as in the official code and timm
 
     def __post_init__(self):
+        for key in ("patch_size", "in_chans", "embed_dim", "depth", "num_heads", "mlp_dim"):
+            _check_positive(self, key)
+        _check_classes_and_rates(self)
+        if self.representation_size is not None and self.representation_size <= 0:
+            raise ValueError(f"representation_size={self.representation_size}: must be positive, or None for no "
+                             "pre-logits layer")
         if self.pos_embed not in POS_EMBED_KINDS:
             raise ValueError(f"pos_embed={self.pos_embed!r}; choose one of {POS_EMBED_KINDS}")
         if self.pool not in POOL_KINDS:
@@ -111,6 +137,11 @@ class BiTConfig:
     drop_path: float = 0.0
 
     def __post_init__(self):
+        for key in ("width_factor", "in_chans"):
+            _check_positive(self, key)
+        if not self.layers or any(not isinstance(n, int) or n <= 0 for n in self.layers):
+            raise ValueError(f"layers={self.layers!r}: blocks per stage must be positive integers, e.g. (3, 4, 6, 3)")
+        _check_classes_and_rates(self)
         if self.stem not in ("fixed", "cifar"):
             raise ValueError(f"stem={self.stem!r}; choose 'fixed' (BiT) or 'cifar' (3x3 stride 1, for 32 px)")
 

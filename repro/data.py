@@ -6,10 +6,16 @@ The pipeline, in the order a training run uses it:
    Face hub id, columns, splits and the held-out fraction of App. B (10% for
    Pets and Flowers, 2% for CIFAR, 1% for ImageNet).
 2. ``resolve_source`` finds the files: an explicit ``data_dir``, then
-   ``$REPRO_DATA_DIR/<name>``, then the hub through ``datasets.load_dataset``,
-   then (CIFAR-10 only) the mini copy embedded in the package.
+   ``$REPRO_DATA_DIR/<name>`` (in the layouts ``huggingface-cli download``
+   writes, or an image folder), then the hub through ``datasets.load_dataset``.
+   Not found is an error naming the download command; the mini CIFAR-10
+   embedded in the package is used only when asked for (``data_dir="embedded"``).
 3. ``load_split`` decodes a split once with PIL into a ``(N, 3, H, W)`` uint8
-   tensor and caches it on disk as ``.npy``; later calls memory-map the cache.
+   tensor and caches it on disk as ``.npy`` (size and checksum recorded in its
+   ``.json`` and checked on open); later calls memory-map the cache. Parquet
+   is read with pyarrow batch by batch rather than through
+   ``datasets.load_dataset("parquet")``, which would first copy every file
+   into a second Arrow cache on disk before we decode it once anyway.
 4. ``split_heldout`` / ``get_datasets`` carve the held-out validation set out of
    the training set (hyper-parameters are chosen on it, never on the test set).
 5. ``repro.loader.DeviceLoader`` keeps the whole uint8 tensor on the device and
@@ -25,6 +31,8 @@ little under those on the original PNGs.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -42,11 +50,11 @@ import torch
 import torch.nn.functional as F
 
 from .config import ImageSize, to_2tuple
-from .fileio import atomic_write
+from .fileio import NoSpaceError, atomic_write, is_no_space
 
 # Bump when the decoded bytes for the same inputs would change (resize filter,
 # layout of the cache files ...), so stale caches are never read.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -121,13 +129,20 @@ class DatasetNotFoundError(FileNotFoundError):
     """No copy of a dataset was found by any of the ways ``resolve_source`` tries."""
 
 
+class DataError(ValueError):
+    """A dataset's files are there but unusable (corrupt file, a row that is no image, bad labels); names file and fix."""
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a dataset's files come from.
 
     kind: "parquet" (hub schema on disk), "imagefolder", "hub" or "embedded"
-    (the package's mini copy, parquet). ``location`` is the folder or hub id;
-    ``description`` is the human-readable provenance stored in every
+    (the package's mini copy, parquet). ``location`` is the folder (absolute,
+    for this machine only) or hub id; ``root`` and ``path`` say the same
+    portably: ``root`` is "$REPRO_DATA_DIR", "data_dir", "hub" or "embedded"
+    and ``path`` the folder relative to it (or the hub id). ``description`` is
+    the human-readable, portable provenance stored in every
     ``ImageArrays.source``. ``handle`` holds the loaded ``datasets.DatasetDict``
     for the hub kind.
     """
@@ -136,18 +151,48 @@ class Source:
     location: str
     description: str
     handle: Any = field(default=None, compare=False, repr=False)
+    root: str = ""
+    path: str = ""
+
+    def record(self) -> dict:
+        """The portable record of this source (no absolute path), e.g. for a run's metrics.jsonl."""
+        return {"kind": self.kind, "root": self.root, "path": self.path, "description": self.description}
 
 
 def _split_parts(split: str) -> list[str]:
     return [s for s in split.split("+") if s]
 
 
+def _candidate_dirs(root: Path) -> list[Path]:
+    """Folders that may hold a split's parquet files, in the order they are tried.
+
+    ``root`` itself, then ``data/`` (``huggingface-cli download`` of e.g.
+    timm/oxford-iiit-pet), then every other visible sub-folder: the hub's
+    config folders (``plain_text/`` of uoft-cs/cifar10, ``cifar100/`` of
+    uoft-cs/cifar100). Hidden folders (the ``.cache/`` that
+    ``huggingface-cli download --local-dir`` leaves) are skipped.
+    """
+    dirs = [root]
+    if (root / "data").is_dir():
+        dirs.append(root / "data")
+    with contextlib.suppress(OSError):
+        dirs += sorted(p for p in root.iterdir()
+                       if p.is_dir() and not p.name.startswith(".") and p.name != "data")
+    return dirs
+
+
 def _parquet_files(root: Path, split: str) -> list[Path]:
-    """Parquet files of one split in the hub's layouts, first layout that matches wins."""
-    for pattern in (f"{split}.parquet", f"{split}-*.parquet", f"data/{split}-*.parquet", f"{split}/*.parquet"):
-        files = sorted(root.glob(pattern))
-        if files:
-            return files
+    """Parquet files of one split in the hub's layouts, first layout that matches wins.
+
+    In each of ``_candidate_dirs(root)``: ``<split>.parquet``,
+    ``<split>-*.parquet`` (``train-00000-of-00001.parquet``) or
+    ``<split>/*.parquet``.
+    """
+    for d in _candidate_dirs(root):
+        for pattern in (f"{split}.parquet", f"{split}-*.parquet", f"{split}/*.parquet"):
+            files = sorted(d.glob(pattern))
+            if files:
+                return files
     return []
 
 
@@ -166,15 +211,25 @@ def _local_kind(root: Path, info: DatasetInfo) -> Optional[str]:
     return None
 
 
-def _local_source(root: Path, info: DatasetInfo) -> Optional[Source]:
-    """A Source for `root` or for `root/<name>`, None when neither holds the dataset."""
-    for d in (root, root / info.name):
+def _local_source(root: Path, info: DatasetInfo, root_label: str) -> Optional[Source]:
+    """A Source for `root` or for `root/<name>`, None when neither holds the dataset.
+
+    `root_label` names `root` portably ("data_dir" or "$REPRO_DATA_DIR/<name>").
+    """
+    for d, label in ((root, root_label), (root / info.name, f"{root_label}/{info.name}")):
         if d.is_dir():
             kind = _local_kind(d, info)
             if kind is not None:
-                d = d.resolve()
-                label = "local parquet" if kind == "parquet" else "local image folder"
-                return Source(kind, str(d), f"{label} {d}")
+                where = label
+                if kind == "parquet":  # name the folder the files sit in (plain_text/, data/ ...)
+                    first = _parquet_files(d, _split_parts(info.train_split)[0]) or _parquet_files(
+                        d, info.test_split)
+                    sub = first[0].parent.relative_to(d).as_posix() if first else "."
+                    if sub != ".":
+                        where = f"{label}/{sub}"
+                base, _, rel = where.partition("/")
+                text = "local parquet" if kind == "parquet" else "local image folder"
+                return Source(kind, str(d.resolve()), f"{text} {where}", root=base, path=rel or ".")
     return None
 
 
@@ -192,7 +247,7 @@ def _embedded_source(info: DatasetInfo) -> Optional[Source]:
             f"{rows[info.test_split]} {info.test_split})")
     if info.name == "cifar10":
         desc = f"embedded mini CIFAR-10 ({rows['train']} train / {rows['test']} test)"
-    return Source("embedded", str(root), desc)
+    return Source("embedded", str(root), desc, root="embedded", path=info.embedded)
 
 
 def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
@@ -226,30 +281,41 @@ def _hub_source(info: DatasetInfo) -> tuple[Optional[Source], str]:
     if not datasets.config.HF_HUB_OFFLINE:
         ok, why = _hub_reachable()
         if not ok:
-            return None, (f"{why}; set HF_DATASETS_OFFLINE=1 (before datasets is imported) "
-                          "to use a copy already in the datasets cache")
+            return None, why
     try:
         dd = datasets.load_dataset(info.hub_id)
     except Exception as e:  # noqa: BLE001 - any failure means "not from the hub"; don't retry
         return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    return Source("hub", info.hub_id, f"hub {info.hub_id}", handle=dd), ""
+    return Source("hub", info.hub_id, f"hub {info.hub_id}", handle=dd, root="hub", path=info.hub_id), ""
+
+
+def download_command(info: DatasetInfo) -> str:
+    """The shell command that puts a copy of `info` where ``resolve_source`` looks (``$REPRO_DATA_DIR/<name>``)."""
+    return (f"huggingface-cli download --repo-type dataset {info.hub_id} "
+            f"--local-dir $REPRO_DATA_DIR/{info.name}")
 
 
 def resolve_source(name: str, data_dir: Union[str, os.PathLike, None] = None) -> Source:
     """Find dataset `name`. Tried in order, first hit wins:
 
-    1. ``data_dir`` (or ``data_dir/<name>``): parquet in the hub's schema
-       (``train.parquet``, ``train-*.parquet`` or ``data/train-*.parquet``, same
-       for the test split) or an image folder ``train/<class>/*.png|jpg``,
-       ``test/<class>/...``. ``data_dir="embedded"`` picks the embedded copy.
+    1. ``data_dir`` (or ``data_dir/<name>``): parquet in the hub's schema in any
+       of the hub's layouts (``train.parquet``, ``train-*.parquet``,
+       ``data/train-*.parquet``, ``<config>/train-*.parquet`` as
+       ``huggingface-cli download`` writes them, same for the test split) or an
+       image folder ``train/<class>/*.png|jpg``, ``test/<class>/...``.
+       ``data_dir="embedded"`` picks the mini copy embedded in the package
+       (CIFAR-10 only, 4000/1000 images; the smoke scale's choice).
        An explicit folder that holds neither is an error, never skipped.
     2. ``$REPRO_DATA_DIR/<name>``, same layouts.
     3. The Hugging Face hub, ``datasets.load_dataset(hub_id)`` (downloads once
        into the datasets cache; offline it fails fast).
-    4. CIFAR-10 only: the mini copy embedded in the package (4000/1000 images).
+
+    There is no silent fallback to the embedded copy: results on it are not
+    comparable to the full data set, so it is used only when asked for.
 
     Raises ValueError for an unknown name, DatasetNotFoundError (a
-    FileNotFoundError) naming every way to provide the data otherwise.
+    FileNotFoundError) whose one-line message names the download command, the
+    hub id and ``REPRO_DATA_DIR`` otherwise.
     """
     info = get_info(name)
     if data_dir is not None and str(data_dir) == "embedded":
@@ -259,52 +325,43 @@ def resolve_source(name: str, data_dir: Union[str, os.PathLike, None] = None) ->
                                        f"{[d.name for d in DATASETS.values() if d.embedded]} ship one")
         return src
     if data_dir is not None:
-        src = _local_source(Path(data_dir).expanduser(), info)
+        folder = Path(data_dir).expanduser()
+        src = _local_source(folder, info, "data_dir")
         if src is None:
-            raise DatasetNotFoundError(
-                f"data_dir={str(data_dir)!r} holds no {name!r} data.\n" + _ways_to_provide(info))
+            why = "holds no" if folder.is_dir() else "does not exist, so it holds no"
+            raise DatasetNotFoundError(f"data_dir={str(data_dir)!r} {why} {name!r} data. " + _ways_to_provide(info))
         return src
 
     tried = []
     env = os.environ.get("REPRO_DATA_DIR")
     if env:
         root = Path(env).expanduser() / name
-        src = _local_source(root, info) if root.is_dir() else None
+        src = _local_source(root, info, f"$REPRO_DATA_DIR/{name}") if root.is_dir() else None
         if src is not None:
             return src
         tried.append(f"$REPRO_DATA_DIR/{name} = {root}: " + ("no data in it" if root.is_dir() else "no such folder"))
     else:
-        tried.append("$REPRO_DATA_DIR: not set")
+        tried.append("$REPRO_DATA_DIR is not set")
 
     src, why = _hub_source(info)
     if src is not None:
         return src
     tried.append(f"hub {info.hub_id}: {why}")
-
-    src = _embedded_source(info)
-    if src is not None:
-        warnings.warn(f"{name}: falling back to the {src.description}; results on it are not comparable to runs "
-                      f"on the full data set (set REPRO_DATA_DIR or data_dir to use a local copy)", stacklevel=2)
-        return src
-    tried.append("embedded copy: " + ("none for this dataset" if info.embedded is None else "files missing"))
-    raise DatasetNotFoundError(f"dataset {name!r} not found.\n" + _ways_to_provide(info)
-                               + "\nTried:\n" + "\n".join(f"  - {t}" for t in tried))
+    raise DatasetNotFoundError(f"dataset {name!r} not found (tried: {'; '.join(tried)}). " + _ways_to_provide(info))
 
 
 def _ways_to_provide(info: DatasetInfo) -> str:
+    """One line: the download command first (the usual fix), then the other ways."""
     tr, te = info.train_split.split("+")[0], info.test_split
-    lines = [
-        f"Ways to provide {info.name!r} (tried in this order):",
-        f"  1. data_dir=<folder>: parquet in the hub schema ({tr}.parquet / {te}.parquet, or {tr}-*.parquet, "
-        f"or data/{tr}-*.parquet; columns {info.image_column!r} (image bytes) and {info.label_column!r}), "
-        f"or an image folder {tr}/<class>/*.png|jpg and {te}/<class>/...",
-        f"  2. $REPRO_DATA_DIR/{info.name}/ laid out the same way",
-        f"  3. the Hugging Face hub: datasets.load_dataset({info.hub_id!r}) with network access "
-        "(or a copy in the datasets cache with HF_DATASETS_OFFLINE=1)",
-    ]
-    embedded = [d.name for d in DATASETS.values() if d.embedded]
-    lines.append(f"  4. the embedded mini copy (data_dir='embedded'), which only {embedded} ship")
-    return "\n".join(lines)
+    text = (f"Fix: export REPRO_DATA_DIR=<folder> and download it once with `{download_command(info)}`; "
+            f"or pass data_dir=<folder> holding {tr}.parquet / {te}.parquet (columns {info.image_column!r} image "
+            f"bytes, {info.label_column!r} int labels; the hub's data/{tr}-*.parquet and <config>/{tr}-*.parquet "
+            f"layouts work too) or an image folder {tr}/<class>/*.png; or give the hub "
+            f"(datasets.load_dataset({info.hub_id!r})) network access")
+    if info.embedded:
+        text += (f"; or data_dir='embedded' for the mini copy shipped in the package (plumbing tests only: "
+                 f"results on it are not comparable to the full {info.name})")
+    return text + "."
 
 
 # --------------------------------------------------------------------------- decoding
@@ -346,6 +403,8 @@ def _decode_one(payload: Union[bytes, str], size: Optional[tuple[int, int]]) -> 
     """One encoded image (bytes or a file path) -> uint8 (3, H, W), resized to `size` when it differs."""
     from PIL import Image
 
+    if payload is None:
+        raise ValueError("the row holds no image (null)")
     with Image.open(io.BytesIO(payload) if isinstance(payload, (bytes, bytearray)) else payload) as im:
         im = im.convert("RGB")
         if size is not None and im.size != (size[1], size[0]):
@@ -354,8 +413,8 @@ def _decode_one(payload: Union[bytes, str], size: Optional[tuple[int, int]]) -> 
         return np.asarray(im).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W)
 
 
-def _arrow_payloads(col: Any, base: Optional[Path]) -> list[Union[bytes, str]]:
-    """An arrow image column (struct{bytes, path} or binary) -> encoded bytes, or a path when bytes are absent."""
+def _arrow_payloads(col: Any, base: Optional[Path]) -> list[Union[bytes, str, None]]:
+    """An arrow image column (struct{bytes, path} or binary) -> encoded bytes, a path when bytes are absent, or None."""
     import pyarrow as pa
 
     if isinstance(col, pa.ChunkedArray):
@@ -365,48 +424,93 @@ def _arrow_payloads(col: Any, base: Optional[Path]) -> list[Union[bytes, str]]:
         paths = col.field("path").to_pylist() if col.type.get_field_index("path") >= 0 else [None] * len(blobs)
         out = []
         for b, p in zip(blobs, paths):
-            if b is None:
-                if p is None:
-                    raise ValueError("an image has neither bytes nor path")
+            if b is None and p is not None:
                 p = Path(p)
                 out.append(str(p if p.is_absolute() or base is None else base / p))
             else:
-                out.append(b)
+                out.append(b)  # None: _decode_all reports the row
         return out
-    return col.to_pylist()  # binary column: raw encoded bytes
+    if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+        return col.to_pylist()  # raw encoded bytes
+    raise TypeError(f"the image column is {col.type}, not image bytes (struct{{bytes, path}} or binary)")
+
+
+def _arrow_labels(col: Any, where: str, column: str) -> np.ndarray:
+    """An arrow label column -> int64 (n,); strings, floats and nulls are a DataError naming `where`."""
+    import pyarrow as pa
+
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if not pa.types.is_integer(col.type):
+        example = next((v for v in col.to_pylist()[:3] if v is not None), None)
+        raise DataError(
+            f"{where}: labels in column {column!r} are {col.type} (e.g. {example!r}), not integer class indices "
+            "0..K-1; map them to indices when writing the file (the hub's ClassLabel columns are stored as int64), "
+            "or use an image folder, whose class folder names become the labels")
+    if col.null_count:
+        raise DataError(f"{where}: {col.null_count} rows have no label in column {column!r}")
+    return col.to_numpy().astype(np.int64)
 
 
 def _pick_column(names: Sequence[str], wanted: str, fallbacks: Sequence[str], what: str, where: str) -> str:
     for c in (wanted, *fallbacks):
         if c in names:
             return c
-    raise ValueError(f"{where}: no {what} column {wanted!r} (columns: {list(names)})")
+    raise DataError(f"{where}: no {what} column {wanted!r} (columns: {list(names)})")
 
 
 @dataclass
 class _SplitPlan:
-    """What to decode for one split: row count, identity for the cache key, and a batch iterator."""
+    """What to decode for one split: row count, identity for the cache key, and a batch iterator.
+
+    ``batches()`` yields (payloads, int64 labels, where) with ``where(i)`` naming
+    the i-th row of the batch for error messages (a file and row, or an image path).
+    """
 
     num_rows: int
     identity: list
-    batches: Any  # () -> Iterator[(list of payloads, np.ndarray int64 labels)]
+    batches: Any  # () -> Iterator[(list of payloads, np.ndarray int64 labels, (int) -> str)]
+
+
+def _bad_parquet(f: Path, info: DatasetInfo, err: BaseException) -> DataError:
+    return DataError(f"{f}: not a readable parquet file, it is truncated or corrupt ({type(err).__name__}: "
+                     f"{str(err).splitlines()[0] if str(err) else ''}); delete it and download it again, e.g. "
+                     f"`{download_command(info)}`")
 
 
 def _plan_parquet(root: Path, info: DatasetInfo, split: str) -> _SplitPlan:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     files = [f for part in _split_parts(split) for f in _need_files(root, part)]
-    num_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    num_rows = 0
+    for f in files:  # reads only the footers: a truncated file is found here, before any decoding
+        try:
+            num_rows += pq.ParquetFile(f).metadata.num_rows
+        except (pa.ArrowException, OSError) as e:
+            raise _bad_parquet(f, info, e) from e
     identity = [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
-    def batches() -> Iterator[tuple[list, np.ndarray]]:
+    def batches() -> Iterator[tuple[list, np.ndarray, Any]]:
         for f in files:
             pf = pq.ParquetFile(f)
             names = pf.schema_arrow.names
             img_col = _pick_column(names, info.image_column, ("image", "img"), "image", str(f))
             lab_col = _pick_column(names, info.label_column, ("label", "labels"), "label", str(f))
-            for b in pf.iter_batches(batch_size=1024, columns=[img_col, lab_col]):
-                yield _arrow_payloads(b.column(img_col), f.parent), b.column(lab_col).to_numpy().astype(np.int64)
+            row = 0
+            try:
+                for b in pf.iter_batches(batch_size=1024, columns=[img_col, lab_col]):
+                    start = row
+                    where = lambda i, f=f, start=start: f"{f} row {start + i}"  # noqa: E731
+                    try:
+                        payloads = _arrow_payloads(b.column(img_col), f.parent)
+                    except TypeError as e:
+                        raise DataError(f"{f}: column {img_col!r}: {e}") from None
+                    yield payloads, _arrow_labels(b.column(lab_col), f"{f} rows {start}-{start + b.num_rows - 1}",
+                                                  lab_col), where
+                    row += b.num_rows
+            except (pa.ArrowException, OSError) as e:
+                raise _bad_parquet(f, info, e) from e
 
     return _SplitPlan(num_rows, identity, batches)
 
@@ -415,7 +519,8 @@ def _need_files(root: Path, split: str) -> list[Path]:
     files = _parquet_files(root, split)
     if not files:
         raise DatasetNotFoundError(f"{root}: no parquet files for split {split!r} (looked for {split}.parquet, "
-                                   f"{split}-*.parquet, data/{split}-*.parquet, {split}/*.parquet)")
+                                   f"{split}-*.parquet and {split}/*.parquet in it, in data/ and in its "
+                                   f"other sub-folders)")
     return files
 
 
@@ -436,8 +541,8 @@ def _plan_imagefolder(root: Path, info: DatasetInfo, split: str) -> _SplitPlan:
     numeric = bool(classes) and all(c.isdigit() for c in classes)
     index = {c: (int(c) if numeric else i) for i, c in enumerate(classes)}
     if len(classes) > info.num_classes or max(index.values(), default=-1) >= info.num_classes:
-        raise ValueError(f"{root}: {len(classes)} class folders {classes[:5]}... but {info.name!r} has "
-                         f"{info.num_classes} classes")
+        raise DataError(f"{root}: {len(classes)} class folders {classes[:5]}... but {info.name!r} has "
+                        f"{info.num_classes} classes (register another dataset with repro.data.register_dataset)")
     items: list[tuple[Path, int]] = []
     for part in _split_parts(split):
         d = root / part
@@ -454,10 +559,11 @@ def _plan_imagefolder(root: Path, info: DatasetInfo, split: str) -> _SplitPlan:
         h.update(f"{p.relative_to(root)}|{y}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     identity = [str(root), len(items), h.hexdigest()]
 
-    def batches() -> Iterator[tuple[list, np.ndarray]]:
+    def batches() -> Iterator[tuple[list, np.ndarray, Any]]:
         for i in range(0, len(items), 1024):
             chunk = items[i:i + 1024]
-            yield [str(p) for p, _ in chunk], np.array([y for _, y in chunk], dtype=np.int64)
+            yield ([str(p) for p, _ in chunk], np.array([y for _, y in chunk], dtype=np.int64),
+                   lambda j, chunk=chunk: str(chunk[j][0]))
 
     return _SplitPlan(len(items), identity, batches)
 
@@ -473,15 +579,19 @@ def _plan_hub(src: Source, info: DatasetInfo, split: str) -> _SplitPlan:
         img_col = _pick_column(ds.column_names, info.image_column, ("image", "img"), "image", src.location)
         lab_col = _pick_column(ds.column_names, info.label_column, ("label",), "label", src.location)
         # decode=False: we want the encoded bytes, PIL decoding is ours.
-        parts.append((ds.cast_column(img_col, datasets.Image(decode=False)), img_col, lab_col))
-    identity = [src.location] + [getattr(ds, "_fingerprint", None) for ds, _, _ in parts]
+        parts.append((part, ds.cast_column(img_col, datasets.Image(decode=False)), img_col, lab_col))
+    identity = [src.location] + [getattr(ds, "_fingerprint", None) for _, ds, _, _ in parts]
 
-    def batches() -> Iterator[tuple[list, np.ndarray]]:
-        for ds, img_col, lab_col in parts:
+    def batches() -> Iterator[tuple[list, np.ndarray, Any]]:
+        for part, ds, img_col, lab_col in parts:
+            start = 0
             for t in ds.select_columns([img_col, lab_col]).with_format("arrow").iter(batch_size=1024):
-                yield _arrow_payloads(t.column(img_col), None), t.column(lab_col).to_numpy().astype(np.int64)
+                where = lambda i, part=part, start=start: f"hub {src.location} split {part} row {start + i}"  # noqa: E731
+                yield (_arrow_payloads(t.column(img_col), None),
+                       _arrow_labels(t.column(lab_col), f"hub {src.location} split {part}", lab_col), where)
+                start += t.num_rows
 
-    return _SplitPlan(sum(len(ds) for ds, _, _ in parts), identity, batches)
+    return _SplitPlan(sum(len(ds) for _, ds, _, _ in parts), identity, batches)
 
 
 def _plan(src: Source, info: DatasetInfo, split: str) -> _SplitPlan:
@@ -499,43 +609,118 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("REPRO_CACHE_DIR") or Path.home() / ".cache" / "repro")
 
 
+def _open_for_write(path: Path):
+    """The cache's output file (a seam for tests that fill the disk)."""
+    return open(path, "wb", buffering=1 << 20)
+
+
 def _decode_all(plan: _SplitPlan, size: Optional[tuple[int, int]], out_path: Optional[Path],
-                desc: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decode every image of `plan` into one (N, 3, H, W) uint8 array (a .npy memmap when `out_path`)."""
+                desc: str, num_classes: int) -> tuple[Optional[np.ndarray], np.ndarray]:
+    """Decode every image of `plan` into one (N, 3, H, W) uint8 array.
+
+    With `out_path` the array is written there as a .npy file, row by row with
+    plain writes (not a sparse memory map, so a full disk is an OSError here
+    rather than a bus error later) and None is returned in its place; without,
+    it is built in memory. Labels are checked to lie in [0, num_classes).
+    """
     from tqdm import tqdm
 
     n = plan.num_rows
     if n == 0:
-        raise ValueError(f"{desc}: the split is empty")
+        raise DataError(f"{desc}: the split is empty")
     images: Optional[np.ndarray] = None
+    shape: Optional[tuple[int, ...]] = None
     labels = np.empty(n, dtype=np.int64)
     i = 0
-    with tqdm(total=n, desc=desc, unit="img", mininterval=1.0, leave=False) as bar:
-        for payloads, ys in plan.batches():
-            for p in payloads:
-                a = _decode_one(p, size)  # (3, H, W)
-                if images is None:
+    with contextlib.ExitStack() as stack, tqdm(total=n, desc=desc, unit="img", mininterval=1.0, leave=False) as bar:
+        out = stack.enter_context(_open_for_write(out_path)) if out_path is not None else None
+        for payloads, ys, where in plan.batches():
+            bad = np.flatnonzero((ys < 0) | (ys >= num_classes))
+            if bad.size:
+                j = int(bad[0])
+                raise DataError(f"{where(j)}: label {int(ys[j])} is outside [0, {num_classes}) "
+                                f"({bad.size} such rows in this batch); {desc.split()[-1]} has {num_classes} classes")
+            for j, p in enumerate(payloads):
+                try:
+                    a = _decode_one(p, size)  # (3, H, W)
+                except (OSError, ValueError, SyntaxError, TypeError, EOFError) as e:  # PIL's ways to say "no image"
+                    raise DataError(f"{where(j)}: not a readable image ({type(e).__name__}: {e}); "
+                                    "fix or remove that row (or file) and run again") from None
+                if shape is None:
                     # The first image fixes the size when none was asked for.
                     shape = (n, 3, a.shape[1], a.shape[2])
-                    images = (np.lib.format.open_memmap(out_path, mode="w+", dtype=np.uint8, shape=shape)
-                              if out_path is not None else np.empty(shape, dtype=np.uint8))
-                elif a.shape[1:] != images.shape[2:]:
-                    raise ValueError(f"{desc}: image {i} is {a.shape[1]}x{a.shape[2]} but the first was "
-                                     f"{images.shape[2]}x{images.shape[3]}; pass image_size=... to resize all")
-                images[i] = a
+                    if out is not None:
+                        np.lib.format.write_array_header_1_0(
+                            out, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                                  "fortran_order": False, "shape": shape})
+                    else:
+                        images = np.empty(shape, dtype=np.uint8)
+                elif a.shape[1:] != shape[2:]:
+                    raise DataError(f"{where(j)} is {a.shape[1]}x{a.shape[2]} pixels but the first image of "
+                                    f"{desc.split()[-1]} was {shape[2]}x{shape[3]}: images of several sizes must be "
+                                    f"resized when decoded; set data_image_size=<pixels> (TrainConfig, e.g. "
+                                    f"data_image_size=224), or image_size= when calling repro.data.load_split")
+                if out is not None:
+                    out.write(np.ascontiguousarray(a).tobytes())
+                else:
+                    images[i] = a
                 i += 1
             labels[i - len(ys):i] = ys
             bar.update(len(payloads))
     if i != n:
-        raise ValueError(f"{desc}: expected {n} images, read {i}")
-    if isinstance(images, np.memmap):
-        images.flush()
+        raise DataError(f"{desc}: expected {n} images, read {i}")
     return images, labels
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
     with open(path, "wb") as f:  # a file object: np.save(path) would append ".npy" to the temp name
         np.save(f, arr)
+
+
+_FULL_HASH_BYTES = 256 << 20  # hash files up to this size whole; bigger ones by samples
+_SAMPLE_BLOCKS, _SAMPLE_BYTES = 64, 1 << 16
+
+
+def _checksum(path: Path) -> str:
+    """sha1 of the file (whole up to 256 MiB; beyond, of 64 evenly spread 64 KiB blocks, so opening stays instant).
+
+    Together with the exact byte count it catches a truncated or overwritten
+    cache file; it is no defence against deliberate tampering.
+    """
+    h = hashlib.sha1()
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if size <= _FULL_HASH_BYTES:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        else:
+            step = (size - _SAMPLE_BYTES) // (_SAMPLE_BLOCKS - 1)
+            for k in range(_SAMPLE_BLOCKS):
+                f.seek(k * step)
+                h.update(f.read(_SAMPLE_BYTES))
+    return h.hexdigest()
+
+
+def _file_record(path: Path) -> dict:
+    return {"bytes": path.stat().st_size, "sha1": _checksum(path)}
+
+
+def _cache_problem(meta_path: Path, files: dict[str, Path]) -> Optional[str]:
+    """None when the cache entry is complete and intact, else what is wrong with it."""
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as e:
+        return f"{meta_path.name} is unreadable ({e})"
+    for key, p in files.items():
+        want = meta.get("files", {}).get(key)
+        if not isinstance(want, dict) or not p.exists():
+            return f"{p.name} is missing or unrecorded"
+        size = p.stat().st_size
+        if size != want.get("bytes"):
+            return f"{p.name} has {size} bytes, {want.get('bytes')} were written (truncated?)"
+        if _checksum(p) != want.get("sha1"):
+            return f"{p.name} does not match its checksum"
+    return None
 
 
 def load_split(name: str, split: str, *, data_dir: Union[str, os.PathLike, None] = None,
@@ -549,8 +734,15 @@ def load_split(name: str, split: str, *, data_dir: Union[str, os.PathLike, None]
     antialiased) to it when it differs. None keeps the native size and is an
     error when sizes differ. The decoded tensor is cached under `cache_dir`
     (default ``default_cache_dir()``) keyed by name, source identity (file
-    paths + sizes + mtimes, or hub id + fingerprint), split and resolution.
+    paths + sizes + mtimes, or hub id + fingerprint), split and resolution;
+    the cache's ``.json`` records each file's size and checksum, checked on
+    every open (a damaged entry is decoded again). Labels are checked to lie
+    in [0, num_classes) when decoded.
     `source` skips ``resolve_source`` (get_datasets resolves once for both splits).
+
+    Raises DataError (a ValueError) naming the file and row for a corrupt
+    parquet file, a row that is no image, string or out-of-range labels, and
+    NoSpaceError (an OSError) when the disk fills while writing the cache.
 
     Returns ImageArrays with images uint8 (N, 3, H, W) and labels int64 (N,).
     """
@@ -567,14 +759,21 @@ def load_split(name: str, split: str, *, data_dir: Union[str, os.PathLike, None]
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     stem = cache / "decoded" / f"{name}-{raw_split}-{res}-{digest}"
     img_path, lab_path, meta_path = (stem.with_name(stem.name + s) for s in (".images.npy", ".labels.npy", ".json"))
+    desc = f"decode {name}/{raw_split}"
 
-    if meta_path.exists() and img_path.exists() and lab_path.exists():
-        # mmap_mode="c": copy-on-write, so the tensor is writable (torch wants
-        # that) while the file stays untouched and pages load on demand.
-        images = np.load(img_path, mmap_mode="c")
-        labels = np.load(lab_path)
-    else:
-        desc = f"decode {name}/{raw_split}"
+    images = labels = None
+    if meta_path.exists():
+        problem = _cache_problem(meta_path, {"images": img_path, "labels": lab_path})
+        if problem is None:
+            # mmap_mode="c": copy-on-write, so the tensor is writable (torch wants
+            # that) while the file stays untouched and pages load on demand.
+            images = np.load(img_path, mmap_mode="c")
+            labels = np.load(lab_path)
+        else:
+            warnings.warn(f"decode cache {stem.name} is damaged ({problem}); decoding {name}/{raw_split} again",
+                          stacklevel=2)
+            meta_path.unlink(missing_ok=True)  # the entry is incomplete until a new .json is written
+    if images is None:
         try:
             stem.parent.mkdir(parents=True, exist_ok=True)
             writable = os.access(stem.parent, os.W_OK)
@@ -582,23 +781,27 @@ def load_split(name: str, split: str, *, data_dir: Union[str, os.PathLike, None]
             writable = False
         if not writable:
             warnings.warn(f"cache folder {stem.parent} is not writable; decoding into memory only")
-            images, labels = _decode_all(plan, size, None, desc)
+            images, labels = _decode_all(plan, size, None, desc, info.num_classes)
         else:
             tmp = img_path.with_name(f".{img_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
             try:
-                images, labels = _decode_all(plan, size, tmp, desc)
-                del images  # close the memmap before renaming it
+                _, labels = _decode_all(plan, size, tmp, desc, info.num_classes)
                 os.replace(tmp, img_path)
+            except OSError as e:
+                if is_no_space(e):
+                    raise NoSpaceError(img_path, "the decode cache") from e
+                raise
             finally:
-                if tmp.exists():
-                    tmp.unlink()
-            atomic_write(lab_path, lambda p: _save_npy(p, labels))
-            meta = {"key": json.loads(key), "source": src.description, "num_rows": plan.num_rows}
+                tmp.unlink(missing_ok=True)
+            atomic_write(lab_path, lambda p: _save_npy(p, labels), what="the decode cache")
+            meta = {"key": json.loads(key), "source": src.description, "num_rows": plan.num_rows,
+                    "files": {"images": _file_record(img_path), "labels": _file_record(lab_path)}}
             # The .json is written last: its presence marks a complete entry.
-            atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=1)))
+            atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=1)), what="the decode cache")
             images = np.load(img_path, mmap_mode="c")
 
-    return ImageArrays(images=torch.from_numpy(images), labels=torch.from_numpy(np.asarray(labels, dtype=np.int64)),
+    labels = np.asarray(labels, dtype=np.int64)
+    return ImageArrays(images=torch.from_numpy(images), labels=torch.from_numpy(labels),
                        num_classes=info.num_classes, name=name, split=split, source=src.description)
 
 
@@ -660,16 +863,21 @@ def balanced_subset(labels: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor
 def get_datasets(name: str, *, data_dir: Union[str, os.PathLike, None] = None, image_size: Optional[ImageSize] = None,
                  seed: int = 0, heldout: bool = True, max_train: Optional[int] = None,
                  max_test: Optional[int] = None, max_val: Optional[int] = None,
-                 cache_dir: Union[str, os.PathLike, None] = None) -> dict[str, ImageArrays]:
+                 cache_dir: Union[str, os.PathLike, None] = None,
+                 source: Optional[Source] = None) -> dict[str, ImageArrays]:
     """The splits of one run: {"train", "val" (only when heldout=True), "test"}.
 
     "val" is the held-out ``DATASETS[name].heldout_fraction`` of the training
     set (App. B: 10% Pets/Flowers, 2% CIFAR, 1% ImageNet), used to choose hyper-parameters;
     "train" is the rest. Then ``max_train`` / ``max_val`` / ``max_test`` keep a
-    seeded, class-balanced subset of each (the cheap scales).
+    seeded, class-balanced subset of each (the cheap scales); they must be
+    positive (None keeps everything). `source` skips ``resolve_source``.
     """
+    for key, value in (("max_train", max_train), ("max_test", max_test), ("max_val", max_val)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{key}={value}: must be a positive number of images, or None for all of them")
     info = get_info(name)
-    src = resolve_source(name, data_dir)
+    src = source or resolve_source(name, data_dir)
     train = load_split(name, "train", image_size=image_size, cache_dir=cache_dir, source=src)
     test = load_split(name, "test", image_size=image_size, cache_dir=cache_dir, source=src)
     out: dict[str, ImageArrays] = {}

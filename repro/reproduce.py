@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -29,25 +30,75 @@ def list_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
     return found
 
 
+_KINDS = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple, "dict": dict,
+          "List": list, "Tuple": tuple, "Dict": dict, "Sequence": (list, tuple)}
+
+
+def _declared_kind(declared: dict) -> tuple[Optional[tuple], str]:
+    """The types a parameter accepts, and where that was read from; (None, why) when nothing can be checked.
+
+    The rule, in order:
+    1. a default other than None: the default's type (an int is also a float,
+       a tuple also a list; papermill gives the default as source text);
+    2. a default of None with a type annotation (``seeds: Optional[list] = None``,
+       papermill's ``inferred_type_name``): that type;
+    3. a default of None whose comment gives an example after "e.g."
+       (``seeds = None  # ..., e.g. [0, 1, 2]``): the example's type;
+    4. a default of None with neither: a string (these are paths and names,
+       e.g. ``data_dir``, ``pretrained_checkpoint``).
+    None is accepted wherever the default is None.
+    """
+    try:
+        default = ast.literal_eval(declared["default"])
+    except (ValueError, SyntaxError):
+        return None, "the default is not a literal"
+    if default is not None:
+        kind = {float: (int, float), list: (list, tuple)}.get(type(default), (type(default),))
+        return kind, f"like its default {default!r}"
+    annotation = (declared.get("inferred_type_name") or "None").replace(" ", "")
+    names = [n for n in re.findall(r"[A-Za-z_]+", annotation) if n not in ("Optional", "Union", "None", "typing")]
+    if names and names[0] in _KINDS:
+        kind = _KINDS[names[0]]
+        kind = kind if isinstance(kind, tuple) else (kind,)
+        if list in kind:
+            kind = (list, tuple)
+        return kind, f"as annotated ({declared['inferred_type_name']})"
+    example = re.search(r"e\.g\.\s*(.+)$", declared.get("help") or "")
+    if example:
+        try:
+            value = ast.literal_eval(example.group(1).strip().rstrip(".;,)"))
+        except (ValueError, SyntaxError):
+            value = None
+        if value is not None:
+            kind = {float: (int, float), list: (list, tuple), tuple: (list, tuple)}.get(type(value), (type(value),))
+            return kind, f"like the example in its comment ({example.group(1).strip()})"
+    return (str,), "a string (its default is None and it declares no other type)"
+
+
 def check_parameters(notebook: Path, parameters: dict) -> None:
-    """Reject parameters the notebook does not declare, or whose type differs from the declared default's."""
+    """Reject parameters the notebook does not declare, or whose type is not the declared kind.
+
+    The declared kind follows ``_declared_kind`` (the default's type, else the
+    annotation, else the comment's "e.g." example, else str). ``out_dir`` must
+    also be a folder this process can write, checked before any notebook runs.
+    """
     import papermill as pm
+
+    from .fileio import check_writable
 
     declared = pm.inspect_notebook(str(notebook))
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
         raise TypeError(f"{notebook.name} has no parameter(s) {unknown}; it declares {sorted(declared)}")
     for key, value in parameters.items():
-        try:  # papermill gives the default as source text; its literal's type is the declared type
-            default = ast.literal_eval(declared[key]["default"])
-        except (ValueError, SyntaxError):
+        kind, why = _declared_kind(declared[key])
+        if value is None or kind is None:
             continue
-        if value is None or default is None:
-            continue
-        expected = {float: (int, float), list: (list, tuple)}.get(type(default), type(default))
-        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected):
-            raise TypeError(f"{notebook.name}: parameter {key}={value!r} should be {type(default).__name__}, "
-                            f"like its default {default!r}")
+        if isinstance(value, bool) != (bool in kind) or not isinstance(value, kind):
+            names = " or ".join(k.__name__ for k in kind)
+            raise TypeError(f"{notebook.name}: parameter {key}={value!r} should be {names}, {why}")
+    if isinstance(parameters.get("out_dir"), str):
+        check_writable(parameters["out_dir"], "results folder (out_dir)")
 
 
 def portable_executed_notebook(path: Path) -> None:

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import json
 import math
 import os
 import platform
+import re
 import signal
 import subprocess
 import threading
@@ -47,7 +49,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import data as data_lib
-from .fileio import atomic_write, atomic_write_text
+from .fileio import atomic_write, atomic_write_text, check_writable
 from .loader import DeviceLoader
 from .models import create_model
 from .mpp import build_mpp_model, evaluate_mpp, mpp_objective, save_mpp_head
@@ -114,6 +116,43 @@ class TrainConfig:
         if self.steps <= 0 or self.batch_size <= 0:
             raise ValueError("steps and batch_size must be positive")
         self.betas = tuple(self.betas)
+        self._check_values()
+
+    # Counts that must be >= 1 (0 would divide by zero or train on nothing), and their meaning for the message.
+    _POSITIVE = {"log_every": "steps between log lines", "checkpoint_every": "steps between checkpoints",
+                 "image_size": "pixels", "data_image_size": "pixels (None keeps the native size)",
+                 "max_train": "training images (None: all of them)", "max_test": "test images (None: all of them)"}
+
+    def _check_values(self) -> None:
+        """One clear ValueError per value that would otherwise fail mid-run or be silently ignored."""
+        for key, meaning in self._POSITIVE.items():
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ValueError(f"{key}={value!r}: must be a positive number of {meaning}")
+        for key in ("eval_every", "warmup_steps", "crop_padding", "seed"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key}={value!r}: must be an integer >= 0")
+        if self.amp == "fp16":
+            raise ValueError("amp='fp16' is not supported: fp16 needs loss scaling (torch.amp.GradScaler), which this "
+                             "loop does not do; use amp='bf16' (same speed on GPUs since Ampere, no scaling needed), "
+                             "'auto' (bf16 on CUDA) or 'off'")
+        if self.amp not in ("auto", "bf16", "off"):
+            raise ValueError(f"amp={self.amp!r}; choose 'auto' (bf16 on CUDA), 'bf16' or 'off'")
+        if not 0.0 <= self.label_smoothing <= 1.0:
+            raise ValueError(f"label_smoothing={self.label_smoothing}: must lie in [0, 1] (0.1 is usual)")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr={self.lr}: must be a positive number")
+        if self.weight_decay < 0 or (self.grad_clip is not None and self.grad_clip <= 0):
+            raise ValueError(f"weight_decay={self.weight_decay} must be >= 0 and grad_clip={self.grad_clip} > 0 "
+                             "(or None)")
+        if not isinstance(self.model_overrides, dict):
+            raise ValueError(f"model_overrides must be a dict, e.g. {{'pos_embed': '2d'}}, got {self.model_overrides!r}")
+        owned = {"num_classes": "it comes from the dataset (register_dataset to change it)",
+                 "img_size": "set image_size= instead"}
+        for key in sorted(set(self.model_overrides) & set(owned)):
+            raise ValueError(f"model_overrides may not set {key}: {owned[key]}")
+        check_device_name(self.device)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -410,12 +449,154 @@ def weights_are_finite(model: nn.Module) -> bool:
     return bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())
 
 
+def check_device_name(name: str) -> None:
+    """Raise a ValueError unless `name` is auto, cpu, cuda, cuda:N or mps (a typo is caught before any work)."""
+    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
+        raise ValueError(f"device={name!r}; choose auto, cpu, cuda, cuda:N or mps")
+
+
+def check_device(name: str) -> None:
+    """``check_device_name``, and that the device is there: cuda without a GPU is a one-line ValueError."""
+    check_device_name(name)
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name!r} but torch sees no CUDA GPU (torch {torch.__version__}, "
+                             f"CUDA build {torch.version.cuda or 'none'}); use device=cpu or device=auto")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device={name!r} but only {torch.cuda.device_count()} GPU(s) are visible")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device='mps' but the MPS backend is not available here; use device=cpu or device=auto")
+
+
+class RunDirBusy(RuntimeError):
+    """Another process holds the lock of a run directory (it is training the same config)."""
+
+
+class RunDirLock:
+    """An exclusive ``fcntl.flock`` on ``<run_dir>/.lock`` for as long as a run writes there.
+
+    flock is released by the kernel when the holder exits or dies (kill -9,
+    OOM), so a crashed run never leaves a stale lock. The holder's pid and host
+    are written into the file for the error message of the next taker. The file
+    is removed on release; a taker that locked a file removed meanwhile tries again.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self.fd: Optional[int] = None
+
+    @staticmethod
+    def holder(path: Path) -> str:
+        with contextlib.suppress(OSError):
+            text = path.read_text().split()
+            if text:
+                return f"pid {text[0]}" + (f" on {text[1]}" if len(text) > 1 else "")
+        return "an unknown process"
+
+    def busy_error(self) -> RunDirBusy:
+        return RunDirBusy(f"{self.path.parent} is in use by another process ({self.holder(self.path)}) running the "
+                          f"same config; wait for it to finish or stop it (its checkpoint lets this run resume), "
+                          f"then run the same command again")
+
+    def __enter__(self) -> "RunDirLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise self.busy_error() from None
+            try:  # the file we locked must still be the one at the path (the last holder removes it)
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {platform.node()}\n".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None
+
+    @classmethod
+    def check_free(cls, run_dir: Path) -> None:
+        """Raise RunDirBusy now if another process holds the lock (creates nothing)."""
+        path = Path(run_dir) / ".lock"
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise cls(run_dir).busy_error() from None
+        finally:
+            os.close(fd)
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[str]:
+    """Delete the hidden ``.*.tmp`` files an atomic write leaves when killed mid-write (call with the lock held)."""
+    removed = []
+    for p in Path(run_dir).glob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            removed.append(p.name)
+    return removed
+
+
+class ResumeError(ValueError):
+    """A run directory's ``checkpoint.pt`` cannot be resumed from."""
+
+
+def preflight(cfg: TrainConfig, run_dir: Path) -> "data_lib.Source":
+    """Check everything ``cfg`` needs before any data is decoded, weights read or file written.
+
+    The device, the dataset name and its class count, the model (name, patch and
+    image size, overrides: built on the meta device, so no memory is used), the
+    ``init_from`` file (present, a known format, not truncated), that the run
+    directory can be written and is not in use, and that the data can be found.
+    Returns the data source, so it is resolved once.
+    """
+    check_device(cfg.device)
+    info = data_lib.get_info(cfg.dataset)
+    if info.num_classes <= 0:
+        raise ValueError(f"dataset {cfg.dataset!r} is registered with num_classes={info.num_classes}; a classifier "
+                         "needs at least 1 class")
+    with torch.device("meta"):
+        create_model(cfg.model, num_classes=info.num_classes, img_size=cfg.image_size, **cfg.model_overrides)
+    if cfg.init_from:
+        from .checkpoints import _resolve, _sniff
+        _sniff(_resolve(cfg.init_from))
+    check_writable(run_dir, "run directory")
+    RunDirLock.check_free(run_dir)
+    return data_lib.resolve_source(cfg.dataset, cfg.data_dir)
+
+
 def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] = None, progress: bool = True) -> Path:
     """Run (or resume, or return) the job ``cfg``; returns its run directory.
 
     ``callback(step, record)`` is called after every logged step; raising
     ``KeyboardInterrupt`` from it behaves like Ctrl-C (a checkpoint is saved).
+    Everything the run needs is checked first (``preflight``); the run directory
+    is made only once the data is decoded and the model built, and is locked
+    while the run writes there (a second process on it gets ``RunDirBusy``).
     """
+    with contextlib.ExitStack() as held:  # the run directory's lock, released however the run ends
+        return _train(cfg, held, callback=callback, progress=progress)
+
+
+def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[Callable[[int, dict], None]],
+           progress: bool) -> Path:
+    check_device(cfg.device)
     dist, device = setup_distributed(cfg.device)
     run_dir = cfg.run_dir
     final_path = run_dir / "final.json"
@@ -426,45 +607,57 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
         # Its metrics are here but not its weights (they are not committed): train it again, from scratch.
         if dist.is_main:
             final_path.unlink()
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        # The config as given, plus what identifies it (init_from as a content hash, see identity_fields).
-        atomic_write_text(run_dir / "config.json",
-                          json.dumps({**cfg.to_dict(), "identity": cfg.identity_fields()}, indent=2, default=str))
-        atomic_write_text(run_dir / "env.json", json.dumps(environment(device, cfg, dist), indent=2))
+    source = preflight(cfg, run_dir)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
     splits = data_lib.get_datasets(
         cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.data_image_size, seed=cfg.seed,
-        heldout=cfg.heldout, max_train=cfg.max_train, max_test=cfg.max_test,
+        heldout=cfg.heldout, max_train=cfg.max_train, max_test=cfg.max_test, source=source,
     )
     train_data = splits["train"]
     num_classes = train_data.num_classes
     out_size = resize_target(cfg.image_size, train_data)
     train_loader = DeviceLoader(
         train_data, cfg.batch_size, device=device, train=True, seed=cfg.seed, crop=cfg.crop,
-        crop_padding=cfg.crop_padding,
-        flip=cfg.flip, out_size=out_size, rank=dist.rank, world_size=dist.world_size,
+        crop_padding=cfg.crop_padding, flip=cfg.flip, out_size=out_size, rank=dist.rank, world_size=dist.world_size,
     )
     eval_loaders = {
-        name: DeviceLoader(arrays, max(cfg.batch_size, 256), device=device, train=False,
-                                    seed=cfg.seed, out_size=out_size)
+        name: DeviceLoader(arrays, max(cfg.batch_size, 256), device=device, train=False, seed=cfg.seed,
+                           out_size=out_size)
         for name, arrays in splits.items() if name == "val" or (name == "test" and cfg.eval_on_test)
     }
 
     torch.manual_seed(cfg.seed)  # model init
     model, init_info = build_model_for(cfg, num_classes, device)
     optimizer = make_optimizer(model, cfg, device)
+    if dist.is_main:  # only now, with data and model ready, is the run directory made (and locked)
+        held.enter_context(RunDirLock(run_dir))
+        remove_stale_temp_files(run_dir)
+        # The config as given, plus what identifies it (init_from as a content hash, see identity_fields).
+        atomic_write_text(run_dir / "config.json",
+                          json.dumps({**cfg.to_dict(), "identity": cfg.identity_fields()}, indent=2, default=str))
+        atomic_write_text(run_dir / "env.json", json.dumps(environment(device, cfg, dist), indent=2))
     start_step, resumed_window, seconds_before = 0, None, 0.0
     ckpt_path = run_dir / "checkpoint.pt"
     log = MetricsLog(run_dir / "metrics.jsonl", dist.is_main)
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_step = state["step"]
+        try:
+            state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, EOFError ... for a bad file
+            raise ResumeError(f"{ckpt_path} is truncated or corrupt and cannot be resumed from "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); delete it to "
+                              "restart this run from step 0") from None
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start_step = int(state["step"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ResumeError(f"{ckpt_path} does not fit this run's model and optimiser (another architecture or "
+                              f"another version of the code: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}); delete it to restart this run from "
+                              "step 0") from None
         resumed_window = state.get("window")
         seconds_before = state.get("seconds", 0.0)
         log.truncate_after(start_step)
@@ -472,8 +665,10 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
     elif dist.is_main:
         log.truncate_after(-1)
         n_params = sum(p.numel() for p in model.parameters())
+        # Portable (no absolute path) and complete: where the data came from and how many images each split has.
+        data_source = {**source.record(), "images": {name: len(arrays) for name, arrays in splits.items()}}
         log.write(event="start", step=0, params=n_params, train_examples=len(train_data.labels),
-                  data_source=train_data.source, init=init_info)
+                  data_source=data_source, init=init_info)
 
     train_model = model
     if dist.world_size > 1:

@@ -285,6 +285,13 @@ class VisionTransformer(nn.Module):
         """Raise a ValueError unless ``x`` is a (B, C, H, W) batch of the size this model was built for."""
         if x.ndim != 4:
             raise ValueError(f"expected images of shape (batch, {self.cfg.in_chans}, H, W), got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"expected float images normalised to [-1, 1], got {x.dtype}: convert uint8 images with "
+                             "repro.data.normalize(x)")
+        weight_dtype = next(self.parameters()).dtype
+        if x.dtype != weight_dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(f"the images are {x.dtype} but the model's weights are {weight_dtype}: convert them "
+                             f"with x.to({weight_dtype}) (or the model with model.to({x.dtype}))")
         if x.shape[1] != self.cfg.in_chans:
             raise ValueError(f"expected {self.cfg.in_chans} input channels, got {x.shape[1]} (shape {tuple(x.shape)})")
         size = tuple(x.shape[-2:])

@@ -5,6 +5,7 @@ back exactly) in tmp_path; the hub is stubbed out except in one test that
 checks the real offline attempt fails fast.
 """
 import io
+import json
 import os
 import time
 
@@ -125,10 +126,11 @@ def test_lookup_order(tmp_path, monkeypatch, _offline_isolated):
     assert _offline_isolated == []  # the hub was not even tried
 
     monkeypatch.delenv("REPRO_DATA_DIR")
-    src = resolve_source("cifar10")  # hub (stubbed: fails) then the embedded copy
-    assert src.kind == "embedded" and "embedded mini CIFAR-10" in src.description
+    with pytest.raises(DatasetNotFoundError) as e:  # hub (stubbed: fails), then an error: never the embedded copy
+        resolve_source("cifar10")
+    assert "huggingface-cli download --repo-type dataset uoft-cs/cifar10" in str(e.value)
     assert _offline_isolated == ["cifar10"]
-    assert resolve_source("cifar10", "embedded").kind == "embedded"
+    assert resolve_source("cifar10", "embedded").kind == "embedded"  # only when asked for
     # data_dir may also be the parent of <name>/
     assert resolve_source("cifar10", env_root).kind == "imagefolder"
 
@@ -137,8 +139,10 @@ def test_missing_dataset_error_names_the_ways(tmp_path):
     with pytest.raises(DatasetNotFoundError) as e:
         resolve_source("cifar100")
     msg = str(e.value)
-    for way in ("data_dir", "REPRO_DATA_DIR", "load_dataset", "uoft-cs/cifar100", "embedded", "train.parquet"):
+    for way in ("data_dir", "REPRO_DATA_DIR", "load_dataset", "uoft-cs/cifar100", "train.parquet",
+                "huggingface-cli download --repo-type dataset uoft-cs/cifar100 --local-dir $REPRO_DATA_DIR/cifar100"):
         assert way in msg
+    assert "\n" not in msg  # one line: the CLI prints it as one `error: ...`
     assert isinstance(e.value, FileNotFoundError)
     with pytest.raises(DatasetNotFoundError):  # embedded only for cifar10
         resolve_source("cifar100", "embedded")
@@ -172,6 +176,64 @@ def test_hub_dataset_is_decoded(monkeypatch):
     assert out.source == "hub uoft-cs/cifar10"
     assert torch.equal(out.images, torch.from_numpy(np.stack(imgs)))
     assert out.labels.tolist() == [1, 2, 3, 4, 5, 6]
+
+
+def test_sources_are_described_without_absolute_paths(tmp_path, monkeypatch):
+    make_parquet_dir(tmp_path / "env" / "cifar10")
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "env"))
+    src = resolve_source("cifar10")
+    assert src.record() == {"kind": "parquet", "root": "$REPRO_DATA_DIR", "path": "cifar10",
+                            "description": "local parquet $REPRO_DATA_DIR/cifar10"}
+    assert str(tmp_path) not in json.dumps(src.record())
+    assert resolve_source("cifar10", tmp_path / "env").description == "local parquet data_dir/cifar10"
+    assert resolve_source("cifar10", "embedded").record()["root"] == "embedded"
+
+
+# ----------------------------------------------------------------------------- the hub's download layouts
+
+
+def _hub_layout(root, split_files, image_col="img", label_col="label", n=6, num_classes=10):
+    """Tiny parquet files at the given paths (relative to root), like `huggingface-cli download --local-dir`."""
+    for k, rel in enumerate(split_files):
+        write_parquet(root / rel, [pattern(k * n + i) for i in range(n)], [i % num_classes for i in range(n)],
+                      image_col, label_col)
+    (root / ".cache" / "huggingface").mkdir(parents=True)  # what --local-dir leaves beside the data
+    (root / "README.md").write_text("dataset card")
+
+
+@pytest.mark.parametrize("name, files, sub, cols", [
+    # uoft-cs/cifar10: one config folder, plain_text/
+    ("cifar10", ["plain_text/train-00000-of-00001.parquet", "plain_text/test-00000-of-00001.parquet"],
+     "plain_text", ("img", "label")),
+    # uoft-cs/cifar100: config folder cifar100/, fine_label column
+    ("cifar100", ["cifar100/train-00000-of-00001.parquet", "cifar100/test-00000-of-00001.parquet"],
+     "cifar100", ("img", "fine_label")),
+    # timm/oxford-iiit-pet: data/, sharded
+    ("oxford_iiit_pet", ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet",
+                         "data/test-00000-of-00001.parquet"], "data", ("image", "label")),
+    # dpdl-benchmark/oxford_flowers102: data/, train+validation joined for training
+    ("oxford_flowers102", ["data/train-00000-of-00001.parquet", "data/validation-00000-of-00001.parquet",
+                           "data/test-00000-of-00001.parquet"], "data", ("image", "label")),
+])
+def test_hub_download_layouts_are_found(tmp_path, monkeypatch, name, files, sub, cols):
+    root = tmp_path / "data"
+    _hub_layout(root / name, files, *cols)
+    monkeypatch.setenv("REPRO_DATA_DIR", str(root))
+    src = resolve_source(name)
+    assert (src.kind, src.root, src.path) == ("parquet", "$REPRO_DATA_DIR", f"{name}/{sub}")
+    n_train_files = sum(not f.split("/")[-1].startswith("test") for f in files)
+    tr = load_split(name, "train", source=src)
+    te = load_split(name, "test", source=src)
+    assert len(tr) == 6 * n_train_files and len(te) == 6
+    assert torch.equal(te.images[0], torch.from_numpy(pattern(6 * (len(files) - 1))))
+
+
+def test_image_folder_under_repro_data_dir(tmp_path, monkeypatch):
+    make_image_folder(tmp_path / "data" / "oxford_iiit_pet")
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data"))
+    src = resolve_source("oxford_iiit_pet")
+    assert (src.kind, src.path) == ("imagefolder", "oxford_iiit_pet")
+    assert len(load_split("oxford_iiit_pet", "train", source=src)) == 6
 
 
 # ----------------------------------------------------------------------------- decoding and cache

@@ -87,6 +87,19 @@ def portable_text(text: str) -> str:
     return _ABSOLUTE_PATH.sub(shorten, text)
 
 
+def describe_data_source(record) -> Optional[str]:
+    """A run's data source (the "start" event's ``data_source``) as one portable line, e.g.
+    "local parquet $REPRO_DATA_DIR/cifar10 (train 49000, val 1000, test 10000 images)"."""
+    if not record:
+        return None
+    if isinstance(record, str):  # runs written before the source became a record
+        return portable_text(record)
+    images = record.get("images") or {}
+    counts = ", ".join(f"{split} {n}" for split, n in images.items())
+    return portable_text(str(record.get("description", record.get("kind", "?")))) + (
+        f" ({counts} images)" if counts else "")
+
+
 def results_dir(experiment: str, scale: str, root: str | Path = "results") -> Path:
     """``<root>/<experiment>/<scale>/``, created."""
     path = Path(root) / experiment / scale
@@ -123,7 +136,7 @@ def load_run(run_dir: str | Path) -> dict:
     row["train_seconds"] = final.get("train_seconds")
     records = read_jsonl(run_dir / "metrics.jsonl")
     start = next((r for r in records if r.get("event") == "start"), {})
-    row["data_source"] = portable_text(start["data_source"]) if start.get("data_source") else None
+    row["data_source"] = describe_data_source(start.get("data_source"))
     row["params"] = start.get("params")
     train_records = [r for r in records if r.get("event") == "train"]
     if train_records:

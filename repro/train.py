@@ -574,8 +574,8 @@ def preflight(cfg: TrainConfig, run_dir: Path) -> "data_lib.Source":
     with torch.device("meta"):
         create_model(cfg.model, num_classes=info.num_classes, img_size=cfg.image_size, **cfg.model_overrides)
     if cfg.init_from:
-        from .checkpoints import _resolve, _sniff
-        _sniff(_resolve(cfg.init_from))
+        from .checkpoints import _sniff, resolve_checkpoint_path
+        _sniff(resolve_checkpoint_path(cfg.init_from))
     check_writable(run_dir, "run directory")
     RunDirLock.check_free(run_dir)
     return data_lib.resolve_source(cfg.dataset, cfg.data_dir)

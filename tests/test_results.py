@@ -78,3 +78,12 @@ def test_paths_written_into_results_are_never_absolute(tmp_path):
     assert not repo_relative(tmp_path).startswith("/")
     assert portable_text("local parquet /data/sets/cifar10 (45000)") == "local parquet .../sets/cifar10 (45000)"
     assert portable_text(f"embedded {REPO_ROOT}/repro/_data/cifar10_mini") == "embedded repro/_data/cifar10_mini"
+
+
+def test_data_source_record_reads_as_one_portable_line():
+    from repro.results import describe_data_source
+    record = {"kind": "parquet", "root": "$REPRO_DATA_DIR", "path": "cifar10",
+              "description": "local parquet $REPRO_DATA_DIR/cifar10", "images": {"train": 49000, "val": 1000}}
+    assert describe_data_source(record) == "local parquet $REPRO_DATA_DIR/cifar10 (train 49000, val 1000 images)"
+    assert describe_data_source(None) is None
+    assert "/home/" not in describe_data_source("local parquet /home/someone/data/cifar10")

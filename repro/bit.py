@@ -16,6 +16,7 @@ Departures from BiT, all opt-in:
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from functools import partial
 
@@ -30,9 +31,24 @@ from .config import BiTConfig
 BitConv2d = partial(StdConv2d, eps=1e-8)
 
 
-def create_bit(cfg: BiTConfig) -> ResNetV2:
+class BiT(ResNetV2):
+    """timm's ``ResNetV2`` that keeps its ``BiTConfig`` as ``cfg`` and in step with its head."""
+
+    cfg: BiTConfig
+
+    def reset_head(self, num_classes: int) -> None:
+        """Replace the classifier by a zero-initialised one with ``num_classes`` outputs (as the ViT's
+        ``reset_head``; a fresh fine-tuning head is zero, Sec. 3.2), and say so in ``cfg``."""
+        self.reset_classifier(num_classes)
+        with torch.no_grad():
+            for p in self.get_classifier().parameters():
+                p.zero_()
+        self.cfg = dataclasses.replace(self.cfg, num_classes=num_classes)
+
+
+def create_bit(cfg: BiTConfig) -> BiT:
     """A BiT ResNet-v2 for ``cfg``: (B, C, H, W) images -> (B, num_classes) logits."""
-    model = ResNetV2(
+    model = BiT(
         layers=list(cfg.layers),
         channels=(256, 512, 1024, 2048)[: len(cfg.layers)],
         num_classes=cfg.num_classes,

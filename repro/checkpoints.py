@@ -48,7 +48,6 @@ from typing import Any, Mapping, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file as _load_safetensors
 from safetensors.torch import save_file as _save_safetensors
 from torch import nn
@@ -362,7 +361,9 @@ def _filter(state_dict: Mapping[str, Any], model: nn.Module, num_classes_mismatc
     model_head = {k: target[k] for k in target if k.startswith("head.")}
     head_differs = set(ckpt_head) != set(model_head) or any(
         _shape(v) != _shape(model_head[k]) for k, v in ckpt_head.items())
-    if head_differs and (ckpt_head or num_classes_mismatch == "reset"):
+    # "reset": fine-tuning starts from a zero head whatever the checkpoint's (Sec. 3.2); this is the one place
+    # a loaded model's head is zeroed. "error": only a head of another shape is a problem.
+    if num_classes_mismatch == "reset" or (head_differs and ckpt_head):
         def describe(head):
             return ", ".join(f"{k} {_shape(v)}" for k, v in sorted(head.items())) or "no head"
 
@@ -425,9 +426,9 @@ def filter_state_dict(state_dict: Mapping[str, Any], model: nn.Module, *, num_cl
 
     Pure (neither input is modified). In order: official ``.npz`` names and layouts
     are converted; ``module.`` prefixes are removed; a pre-logits layer the model
-    lacks is dropped; a head of another shape raises unless
-    ``num_classes_mismatch="reset"``, which substitutes zeros of the model's head
-    shape; 1-D position embeddings are resampled to the model's grid
+    lacks is dropped; a head of another shape raises, and
+    ``num_classes_mismatch="reset"`` substitutes zeros of the model's head shape
+    for any checkpoint head (a fresh fine-tuning head, Sec. 3.2); 1-D position embeddings are resampled to the model's grid
     (``resample``: "bilinear", the official ``scipy.ndimage.zoom(order=1)``, or
     "bicubic"; class-token row kept apart), 2-D X/Y tables along their one axis,
     per-layer tables each alike, and relative tables of another grid raise. With ``strict`` any missing or
@@ -574,8 +575,8 @@ def load_checkpoint(model: nn.Module, path: PathLike, *, num_classes_mismatch: s
     """Load a checkpoint of any supported format into ``model`` (in place) and say what was adapted.
 
     ``num_classes_mismatch``: ``"error"`` (default) raises when the checkpoint's head
-    has another shape; ``"reset"`` gives the model a zero head instead (fine-tuning
-    on a new label set, Sec. 3.2). ``strict=False`` tolerates missing and unexpected
+    has another shape; ``"reset"`` gives the model a zero head whatever the
+    checkpoint's (fine-tuning, Sec. 3.2). ``strict=False`` tolerates missing and unexpected
     keys (listed in the report); shapes must always match after the filter.
     ``resample``: how position embeddings reach another grid ("bilinear", the
     official code's, or "bicubic"; see ``repro.pos_embed``).
@@ -596,15 +597,8 @@ _CONFIG_TYPES: dict[str, type] = {c.__name__: c for c in (ViTConfig, BiTConfig, 
 
 def model_config(model: nn.Module) -> ModelConfig:
     """The config that rebuilds ``model`` with :func:`repro.models.build_model`, as it is now."""
-    cfg = getattr(model, "cfg", None)
-    backbone_layers = getattr(model, "backbone_layers", None)
-    if backbone_layers is not None and isinstance(cfg, ViTConfig):
-        # A hybrid: its ViT config (which follows reset_head()) plus the ResNet stages.
-        return HybridConfig(backbone_layers=tuple(backbone_layers), vit=cfg)
-    if isinstance(cfg, BiTConfig):
-        # timm's reset_classifier() updates num_classes on the model, not in our config.
-        return dataclasses.replace(cfg, num_classes=getattr(model, "num_classes", cfg.num_classes))
-    if isinstance(cfg, ViTConfig):
+    cfg = getattr(model, "cfg", None)  # every model of create_model keeps its whole config, head included
+    if isinstance(cfg, (ViTConfig, BiTConfig)):
         return cfg
     raise CheckpointError(f"{type(model).__name__} has no repro config (.cfg); build it with repro.create_model")
 
@@ -613,6 +607,9 @@ def _config_from_json(type_name: str, data: Mapping[str, Any]) -> ModelConfig:
     if type_name not in _CONFIG_TYPES:
         raise CheckpointError(f"unknown config type {type_name!r}; expected one of {sorted(_CONFIG_TYPES)}")
     cls = _CONFIG_TYPES[type_name]
+    if type_name == "HybridConfig" and isinstance(data.get("vit"), Mapping):
+        # Written before a hybrid's config became a ViTConfig with ResNet stages: {"backbone_layers", "vit": {...}}.
+        data = {**data["vit"], "backbone_layers": data["backbone_layers"]}
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -621,8 +618,7 @@ def _config_from_json(type_name: str, data: Mapping[str, Any]) -> ModelConfig:
     def to_tuple(v):  # JSON has no tuples; every sequence field of our configs is a tuple
         return tuple(to_tuple(x) for x in v) if isinstance(v, list) else v
 
-    kwargs = {k: (_config_from_json("ViTConfig", v) if k == "vit" else to_tuple(v)) for k, v in data.items()}
-    return cls(**kwargs)
+    return cls(**{k: to_tuple(v) for k, v in data.items()})
 
 
 def _base_path(path: PathLike) -> Path:

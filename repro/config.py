@@ -147,18 +147,25 @@ class BiTConfig:
 
 
 @dataclass(frozen=True)
-class HybridConfig:
+class HybridConfig(ViTConfig):
     """A ViT on a ResNet feature map (Sec. 3.1). Defaults: R50+ViT-B/16.
 
-    ``backbone_layers`` are the ResNet stages kept; the paper's /16 hybrids drop
-    stage 4 and move its blocks into stage 3, so R50's (3, 4, 6, 3) becomes
-    (3, 4, 9), which gives a 14x14 map at 224 px; the /32 hybrids keep all four
-    stages (a 7x7, 2048-channel map at 224 px). ``vit.patch_size`` is the patch
-    size on the feature map (1 in every hybrid of the paper).
+    Every ViT field means what it means for a ViT, except ``patch_size``: the
+    patch size on the feature map (1 in every hybrid of the paper). So a hybrid's
+    config is a ``ViTConfig`` with the ResNet stages added, and ``model.cfg`` of a
+    hybrid is this whole config. ``backbone_layers`` are the ResNet stages kept;
+    the paper's /16 hybrids drop stage 4 and move its blocks into stage 3, so
+    R50's (3, 4, 6, 3) becomes (3, 4, 9), which gives a 14x14 map at 224 px; the
+    /32 hybrids keep all four stages (a 7x7, 2048-channel map at 224 px).
     """
 
+    patch_size: int = 1
     backbone_layers: tuple[int, ...] = (3, 4, 9)
-    vit: ViTConfig = field(default_factory=lambda: ViTConfig(patch_size=1))
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 1 <= len(self.backbone_layers) <= 4 or any(n <= 0 for n in self.backbone_layers):
+            raise ValueError(f"backbone_layers={self.backbone_layers}: 1 to 4 ResNet stages of at least 1 block each")
 
     @property
     def backbone_stride(self) -> int:
@@ -252,26 +259,17 @@ def parse_variant(name: str, *, num_classes: int = 1000, img_size: ImageSize = 2
     if m := _HYBRID_RE.match(name):
         size = _vit_size(name, m["size"])
         layers, vit_patch = hybrid_backbone_layers(_resnet_layers(name, int(m["depth"])), int(m["patch"]))
-        vit = ViTConfig(
-            img_size=img_size, patch_size=vit_patch, num_classes=num_classes,
+        return HybridConfig(
+            img_size=img_size, patch_size=vit_patch, num_classes=num_classes, backbone_layers=layers,
             embed_dim=size.embed_dim, depth=size.depth, mlp_dim=size.mlp_dim, num_heads=size.num_heads,
         )
-        return HybridConfig(backbone_layers=layers, vit=vit)
     raise ValueError(f"unknown model name {name!r}. Valid names: {describe_variants()}")
 
 
 def apply_overrides(cfg: ModelConfig, overrides: dict) -> ModelConfig:
-    """A copy of ``cfg`` with ``overrides`` applied; unknown keys are an error.
-
-    For a hybrid, the keys go to its ViT (``pos_embed``, ``pool``, ...) unless
-    they name a field of the hybrid itself (``backbone_layers``).
-    """
+    """A copy of ``cfg`` with ``overrides`` applied; unknown keys are an error."""
     if not overrides:
         return cfg
-    if isinstance(cfg, HybridConfig):
-        own = {k: v for k, v in overrides.items() if k in _field_names(cfg)}
-        rest = {k: v for k, v in overrides.items() if k not in own}
-        return dataclasses.replace(cfg, vit=apply_overrides(cfg.vit, rest), **own)
     valid = _field_names(cfg)
     unknown = sorted(set(overrides) - valid)
     if unknown:

@@ -32,7 +32,6 @@ little under those on the original PNGs.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import io
 import json
@@ -47,7 +46,6 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .config import ImageSize, to_2tuple
 from .fileio import NoSpaceError, atomic_write, is_no_space

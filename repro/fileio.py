@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader (or a resumed run) never sees half a file.
+"""Atomic file writes (a reader, or a resumed run, never sees half a file) and JSON-lines reading.
 
 Also the two checks every writer shares: that a folder can be written before
 any work starts (``check_writable``), and a "no space left" error that says
@@ -8,6 +8,7 @@ bare errno.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -96,3 +97,17 @@ def check_writable(path: str | os.PathLike, what: str = "folder") -> None:
             raise NoSpaceError(p, what) from e
         raise PermissionError(f"{what} {p} is not writable ({probe}: {e.strerror or e}); "
                               f"choose another folder or fix its permissions") from e
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines file (empty when it does not exist); unreadable lines are skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line torn by a hard kill mid-write (or a blank one)
+    return records

@@ -36,7 +36,7 @@ def create_resnet_backbone(cfg: HybridConfig) -> ResNetV2:
         channels=(256, 512, 1024, 2048)[: len(cfg.backbone_layers)],
         num_classes=0,
         global_pool="",
-        in_chans=cfg.vit.in_chans,
+        in_chans=cfg.in_chans,
         preact=False,
         stem_type="same",
         conv_layer=partial(StdConv2dSame, eps=1e-8),
@@ -47,20 +47,16 @@ def create_resnet_backbone(cfg: HybridConfig) -> ResNetV2:
 
 
 def create_hybrid(cfg: HybridConfig) -> VisionTransformer:
-    """A ViT reading a ResNet feature map (Sec. 3.1): (B, C, H, W) images -> (B, K) logits."""
-    vit = cfg.vit
+    """A ViT reading a ResNet feature map (Sec. 3.1): (B, C, H, W) images -> (B, K) logits; ``model.cfg`` is ``cfg``."""
     stride = cfg.backbone_stride
-    check_image_size(vit.img_size, stride * vit.patch_size)
+    check_image_size(cfg.img_size, stride * cfg.patch_size)
     backbone = create_resnet_backbone(cfg)
     # timm's ResNetV2 keeps feature_info as a plain list; HybridEmbed reads channels() from it.
     backbone.feature_info = FeatureInfo(backbone.feature_info, out_indices=range(len(backbone.feature_info)))
     # Give the feature size so timm need not run a dummy forward (that breaks on the meta device).
-    feature_size = (vit.img_size[0] // stride, vit.img_size[1] // stride)
+    feature_size = (cfg.img_size[0] // stride, cfg.img_size[1] // stride)
     embed = HybridEmbed(
-        backbone, img_size=vit.img_size, patch_size=vit.patch_size, feature_size=feature_size,
-        feature_ratio=stride, in_chans=vit.in_chans, embed_dim=vit.embed_dim,
+        backbone, img_size=cfg.img_size, patch_size=cfg.patch_size, feature_size=feature_size,
+        feature_ratio=stride, in_chans=cfg.in_chans, embed_dim=cfg.embed_dim,
     )
-    model = VisionTransformer(vit, patch_embed=embed)
-    # Only what model.cfg (the ViT part) does not say; repro.checkpoints.model_config rebuilds the HybridConfig.
-    model.backbone_layers = cfg.backbone_layers
-    return model
+    return VisionTransformer(cfg, patch_embed=embed)

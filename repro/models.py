@@ -11,12 +11,12 @@ from .vit import VisionTransformer
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """The model for a config (ViT, BiT ResNet or hybrid)."""
+    if isinstance(cfg, HybridConfig):  # before ViTConfig: a hybrid's config is a ViTConfig with ResNet stages
+        return create_hybrid(cfg)
     if isinstance(cfg, ViTConfig):
         return VisionTransformer(cfg)
     if isinstance(cfg, BiTConfig):
         return create_bit(cfg)
-    if isinstance(cfg, HybridConfig):
-        return create_hybrid(cfg)
     raise TypeError(f"not a model config: {cfg!r}")
 
 

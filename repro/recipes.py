@@ -117,11 +117,10 @@ def finetune_dropout(model: str) -> float:
 def pretrain_model_overrides(model: str) -> dict:
     """Model settings of pre-training: a ViT or hybrid gets the tanh pre-logits layer of width D (Sec. 3.1);
     fine-tuning builds the model without it and drops it from the checkpoint (``repro.checkpoints``)."""
-    from .config import HybridConfig, ViTConfig, parse_variant
+    from .config import ViTConfig, parse_variant
 
-    cfg = parse_variant(model)
-    vit = cfg.vit if isinstance(cfg, HybridConfig) else cfg
-    return {"representation_size": vit.embed_dim} if isinstance(vit, ViTConfig) else {}
+    cfg = parse_variant(model)  # a hybrid's config is a ViTConfig too
+    return {"representation_size": cfg.embed_dim} if isinstance(cfg, ViTConfig) else {}
 
 
 # --- where each scale departs from the paper ---------------------------------------------------------

@@ -19,6 +19,8 @@ from typing import Iterable, Optional, Sequence
 
 import pandas as pd
 
+from .fileio import read_jsonl
+
 
 @dataclass(frozen=True)
 class PaperNumber:
@@ -105,20 +107,6 @@ def results_dir(experiment: str, scale: str, root: str | Path = "results") -> Pa
     path = Path(root) / experiment / scale
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The records of a JSON-lines file (empty when it does not exist); unreadable lines are skipped."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line torn by a hard kill mid-write (or a blank one)
-    return records
 
 
 def load_run(run_dir: str | Path) -> dict:

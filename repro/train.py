@@ -49,11 +49,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import data as data_lib
-from .fileio import atomic_write, atomic_write_text, check_writable
+from .fileio import atomic_write, atomic_write_text, check_writable, read_jsonl
 from .loader import DeviceLoader
 from .models import create_model
 from .mpp import build_mpp_model, evaluate_mpp, mpp_objective, save_mpp_head
-from .results import read_jsonl
 
 
 @dataclass
@@ -375,27 +374,15 @@ def evaluate(model: nn.Module, loader, cfg: TrainConfig, device: torch.device) -
     return {"loss": total_loss.item() / max(count, 1), "accuracy": correct.item() / max(count, 1), "count": count}
 
 
-def zero_classifier(model: nn.Module, num_classes: int) -> None:
-    """A zero-initialised classifier with ``num_classes`` outputs, for a ViT/hybrid or a timm ResNet."""
-    if hasattr(model, "reset_head"):
-        model.reset_head(num_classes)
-        return
-    model.reset_classifier(num_classes)  # timm models (BiT)
-    head = model.get_classifier()
-    with torch.no_grad():
-        for p in head.parameters():
-            p.zero_()
-
-
 def build_model_for(cfg: TrainConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, dict]:
     """The model of ``cfg``, initialised from ``cfg.init_from`` when given (head reset, positions resampled)."""
     model = create_model(cfg.model, num_classes=num_classes, img_size=cfg.image_size, **cfg.model_overrides)
     info = {}
     if cfg.init_from:
         from .checkpoints import load_checkpoint
+        # "reset": fine-tuning always starts from a zero head (Sec. 3.2), whatever the checkpoint's head.
         report = load_checkpoint(model, cfg.init_from, num_classes_mismatch="reset")
         info = dataclasses.asdict(report)
-        zero_classifier(model, num_classes)  # fine-tuning always starts from a zero head (Sec. 3.2)
     if cfg.objective == "mpp":  # the ViT inside a wrapper with the [mask] embedding and the colour head
         model = build_mpp_model(model, cfg.mpp_target, cfg.mpp_corrupt_rate)
     return model.to(device), info

@@ -253,7 +253,7 @@ def test_own_format_in_a_directory_and_after_reset_head(tmp_path):
     save_checkpoint(model, f"{tmp_path}/ckpt/")  # a trailing slash (or an existing directory) means a directory
     assert (tmp_path / "ckpt" / "model.safetensors").is_file()
     meta = json.loads((tmp_path / "ckpt" / "model.json").read_text())
-    assert meta["config_type"] == "HybridConfig" and meta["config"]["vit"]["num_classes"] == 3
+    assert meta["config_type"] == "HybridConfig" and meta["config"]["num_classes"] == 3
     loaded = load_model(tmp_path / "ckpt")
     assert loaded.head.out_features == 3 and model_config(loaded).backbone_layers == (2, 2)
     assert load_checkpoint(create_model("R26+ViT-XXS/8", img_size=32, num_classes=3), tmp_path / "ckpt").format \
@@ -350,3 +350,38 @@ def test_filter_is_pure():
     assert sd.keys() == before.keys() and all(torch.equal(sd[k], before[k]) for k in sd)
     arrays = {"cls": np.zeros((1, 1, 4), np.float32)}
     assert set(npz_to_state_dict(arrays)) == {"cls_token"} and set(arrays) == {"cls"}
+
+
+def test_model_cfg_is_the_whole_config_and_follows_the_head(tmp_path):
+    """Hybrid and BiT keep their whole config as model.cfg (no side channels), also after reset_head."""
+    from repro.config import BiTConfig, HybridConfig
+    hybrid = create_model("R26+ViT-XXS/8", img_size=32, num_classes=10)
+    assert isinstance(hybrid.cfg, HybridConfig) and hybrid.cfg.backbone_layers == (2, 2)
+    bit = create_model("R14x1", img_size=32, num_classes=10)
+    bit.reset_head(4)
+    assert isinstance(bit.cfg, BiTConfig) and bit.cfg.num_classes == 4 and model_config(bit) is bit.cfg
+    assert all(p.abs().sum() == 0 for p in bit.get_classifier().parameters())
+    save_checkpoint(bit, tmp_path / "bit")
+    assert load_model(tmp_path / "bit").cfg.num_classes == 4
+
+
+def test_hybrid_json_of_the_earlier_nested_layout_still_loads(tmp_path):
+    model = create_model("R26+ViT-XXS/8", img_size=32, num_classes=3)
+    save_checkpoint(model, tmp_path / "ckpt")
+    meta = json.loads((tmp_path / "ckpt.json").read_text())
+    flat = meta["config"]
+    meta["config"] = {"backbone_layers": flat.pop("backbone_layers"), "vit": flat}
+    (tmp_path / "ckpt.json").write_text(json.dumps(meta))
+    assert load_model(tmp_path / "ckpt").cfg == model.cfg
+
+
+def test_reset_gives_a_zero_head_even_when_the_shapes_match(tmp_path):
+    source = _perturb(create_model("ViT-XXS/8", **TINY))
+    torch.save(source.state_dict(), tmp_path / "same.pt")
+    target = create_model("ViT-XXS/8", **TINY)
+    report = load_checkpoint(target, tmp_path / "same.pt", num_classes_mismatch="reset")
+    assert report.head_reset and target.head.weight.abs().sum() == 0 and target.head.bias.abs().sum() == 0
+    assert torch.equal(target.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
+    kept = create_model("ViT-XXS/8", **TINY)
+    load_checkpoint(kept, tmp_path / "same.pt")  # "error" (default): a head that fits is loaded as it is
+    assert torch.equal(kept.head.weight, source.head.weight)

@@ -18,7 +18,7 @@ from PIL import Image
 
 import repro.data as data
 from repro.data import (DATASETS, DatasetNotFoundError, balanced_subset, get_datasets, load_split,
-                        normalize, resolve_source, split_heldout)
+                        resolve_source, split_heldout)
 
 _REAL_HUB_SOURCE = data._hub_source
 

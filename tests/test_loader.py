@@ -1,5 +1,4 @@
 """repro.loader: device-side batches, pure functions of (seed, step); pad-and-crop and Inception crops."""
-import math
 
 import numpy as np
 import pytest

@@ -87,7 +87,7 @@ def test_bit_and_hybrid_forward_backward(name, kwargs, shape):
 def test_hybrid_grid_follows_the_paper():
     """R50 with stage 4 removed and stage 3 extended to 9 blocks: a 14x14 map at 224 px."""
     cfg = parse_variant("R50+ViT-B/16")
-    assert cfg.backbone_layers == (3, 4, 9) and cfg.vit.patch_size == 1
+    assert cfg.backbone_layers == (3, 4, 9) and cfg.patch_size == 1
     with torch.device("meta"):
         model = create_model("R50+ViT-B/16")
     assert model.grid_size == (14, 14)
@@ -96,7 +96,7 @@ def test_hybrid_grid_follows_the_paper():
 def test_hybrid_32_keeps_all_four_stages():
     """The /32 hybrids read 1x1 patches of the 2048-channel stride-32 stage-4 map (vit_jax configs/models.py)."""
     cfg = parse_variant("R50+ViT-L/32")
-    assert cfg.backbone_layers == (3, 4, 6, 3) and cfg.vit.patch_size == 1 and cfg.backbone_stride == 32
+    assert cfg.backbone_layers == (3, 4, 6, 3) and cfg.patch_size == 1 and cfg.backbone_stride == 32
     assert parse_variant("R26+ViT-S/32").backbone_layers == (2, 2, 2, 2)
     with torch.device("meta"):
         model = create_model("R26+ViT-B/32")

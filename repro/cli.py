@@ -14,7 +14,7 @@ import sys
 import typing
 from typing import Any, Optional, Sequence
 
-from .config import SCALES, get_scale
+from .scales import SCALES, get_scale
 
 
 def _coerce(key: str, text: str, hint: Any) -> Any:

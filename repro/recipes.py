@@ -1,9 +1,8 @@
 """The paper's training recipes as data: pre-training (Table 3, App. B.1) and fine-tuning (Table 4, App. B.1.1).
 
-One source for every scale: the ``paper`` scale takes its settings from here,
-and ``departures(scale)`` lists, row by row, where a cheaper scale differs from
-these recipes (the "paper vs this scale" table that the README and the
-notebooks show).
+One source for every scale: the ``paper`` scale of ``repro.scales`` takes its
+settings from here, and ``repro.scales.departures_markdown`` lists, row by row,
+where a cheaper scale differs from these recipes.
 
 Shared by every pre-training row (App. B.1): Adam with beta1 0.9, beta2 0.999,
 decoupled weight decay (AdamW, as big_vision applies it), batch 4096, 10k
@@ -21,6 +20,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from typing import Optional
+
+from .config import ViTConfig, parse_variant
 
 # Training-set sizes used to turn epochs into steps (Sec. 4.1).
 TRAIN_EXAMPLES = {"imagenet1k": 1_281_167, "imagenet21k": 14_197_122, "jft300m": 303_000_000}
@@ -117,86 +118,5 @@ def finetune_dropout(model: str) -> float:
 def pretrain_model_overrides(model: str) -> dict:
     """Model settings of pre-training: a ViT or hybrid gets the tanh pre-logits layer of width D (Sec. 3.1);
     fine-tuning builds the model without it and drops it from the checkpoint (``repro.checkpoints``)."""
-    from .config import ViTConfig, parse_variant
-
     cfg = parse_variant(model)  # a hybrid's config is a ViTConfig too
     return {"representation_size": cfg.embed_dim} if isinstance(cfg, ViTConfig) else {}
-
-
-# --- where each scale departs from the paper ---------------------------------------------------------
-
-# Training images per data set after the held-out split (App. B.1.1), to express steps as epochs.
-_TRAIN_SPLIT_SIZE = {"cifar10": 49_000, "cifar100": 49_000, "imagenet1k": 1_268_355}
-
-# What the paper did, one entry per row of the table (Tables 1, 3, 4; App. B).
-PAPER_SETTINGS: dict[str, str] = {
-    "models (ViT / BiT / hybrid)": "ViT-B/16, L/16, H/14 / BiT R50x1-R152x4 / R50+ViT-B/16 (Table 1, 5)",
-    "pre-training data": "ImageNet-21k (14M), JFT-300M; ImageNet-1k (1.3M) (Sec. 4.1)",
-    "pre-training resolution": "224 px",
-    "pre-training batch": "4096",
-    "pre-training length": "7-14 epochs JFT, 90 ImageNet-21k, 300 ImageNet-1k (Table 3)",
-    "pre-training warm-up": "10k steps",
-    "pre-training lr, decay, weight decay": "8e-4-3e-4 linear wd 0.1 (JFT); 1e-3 linear wd 0.03 (I21k); "
-                                            "3e-3 cosine wd 0.3 (I1k)",
-    "pre-training dropout / clipping": "0.1 / norm 1 (ImageNet-1k); 0 / none (JFT)",
-    "pre-logits layer": "tanh, width D, at pre-training only",
-    "pre-training augmentation": "Inception crop (area 5-100%) + flip",
-    "fine-tuning steps / batch / warm-up (CIFAR, Table 4)": "10k / 512 / 500",
-    "fine-tuning resolution": "384 px (position embeddings resampled)",
-    "fine-tuning lr grid": "0.001, 0.003, 0.01, 0.03 (SGD 0.9, cosine, clip 1)",
-    "fine-tuning augmentation": "Inception crop (area 5-100%) + flip; eval: whole image resized",
-    "lr selection": "on 2% held out (CIFAR; 10% Pets, Flowers; 1% ImageNet), then trained again on 100%",
-}
-
-
-def _crop_text(kind: str) -> str:
-    return {"inception": "Inception crop (area 5-100%) + flip", "pad": "pad 4 px, random crop + flip",
-            "none": "flip"}[kind]
-
-
-def _steps(n: int) -> str:
-    """10000 -> '10k', 1500 -> '1500'."""
-    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
-
-
-def scale_settings(scale) -> dict[str, str]:
-    """One scale's settings in the rows of ``PAPER_SETTINGS`` (``scale``: a ``repro.config.Scale`` or its name)."""
-    from .config import get_scale
-
-    s = get_scale(scale) if isinstance(scale, str) else scale
-    pre_n = s.max_train or _TRAIN_SPLIT_SIZE.get(s.dataset)
-    epochs = f" ({s.pretrain_steps * s.batch_size / pre_n:.1f} epochs)" if pre_n else ""
-    data = f"{s.dataset}" + (f", {s.max_train} images" if s.max_train else "") + (
-        " (embedded mini copy)" if s.data_dir == "embedded" else "")
-    clip = f"norm {s.pretrain_grad_clip:g}" if s.pretrain_grad_clip else "none"
-    return {
-        "models (ViT / BiT / hybrid)": f"{s.vit} / {s.bit} / {s.hybrid}",
-        "pre-training data": data,
-        "pre-training resolution": f"{s.image_size} px",
-        "pre-training batch": f"{s.batch_size}",
-        "pre-training length": f"{s.pretrain_steps} steps{epochs}",
-        "pre-training warm-up": f"{_steps(s.warmup_steps)} steps",
-        "pre-training lr, decay, weight decay": f"{s.pretrain_lr:g} {s.pretrain_schedule} wd {s.pretrain_weight_decay:g}",
-        "pre-training dropout / clipping": f"{s.pretrain_dropout:g} / {clip}",
-        "pre-logits layer": "tanh, width D, at pre-training only",
-        "pre-training augmentation": _crop_text(s.pretrain_crop),
-        "fine-tuning steps / batch / warm-up (CIFAR, Table 4)":
-            f"{_steps(s.finetune_steps)} / {s.finetune_batch_size} / {s.finetune_warmup_steps}",
-        "fine-tuning resolution": f"{s.finetune_image_size} px (position embeddings resampled)",
-        "fine-tuning lr grid": ", ".join(f"{lr:g}" for lr in s.finetune_lrs) + " (SGD 0.9, cosine, clip 1)",
-        "fine-tuning augmentation": _crop_text(s.finetune_crop) + "; eval: whole image resized",
-        # One mechanism at every scale: the fractions live in repro.data.DATASETS, finetune_sweep refits.
-        "lr selection": PAPER_SETTINGS["lr selection"],
-    }
-
-
-def departures_markdown(scales=("smoke", "cpu", "gpu", "paper")) -> str:
-    """The "paper vs this scale" table: one row per setting, the paper's value, then each scale's
-    ("= paper" where it is the same)."""
-    columns = {name: scale_settings(name) for name in scales}
-    lines = ["| setting | paper | " + " | ".join(f"`{n}`" for n in scales) + " |",
-             "|---|---|" + "---|" * len(scales)]
-    for row, paper in PAPER_SETTINGS.items():
-        cells = [("= paper" if columns[n][row] == paper else columns[n][row]) for n in scales]
-        lines.append(f"| {row} | {paper} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"

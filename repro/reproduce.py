@@ -126,7 +126,7 @@ def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Opt
     """
     import papermill as pm
 
-    from .config import get_scale
+    from .scales import get_scale
     from .experiments import PROGRESS_ENV
 
     get_scale(scale)  # fail early on a bad scale name

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from repro.config import SCALES
+from repro.scales import SCALES
 from repro.recipes import (FINETUNE_RECIPES, finetune_dropout, finetune_recipe, pretrain_model_overrides,
                            pretrain_recipe)
 
@@ -86,6 +86,6 @@ def test_pretrained_pre_logits_are_dropped_at_finetuning(tmp_path):
 def test_readme_shows_the_current_departures_table():
     from pathlib import Path
 
-    from repro.recipes import departures_markdown
+    from repro.scales import departures_markdown
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert departures_markdown() in readme, "regenerate the README's table with repro.recipes.departures_markdown()"
+    assert departures_markdown() in readme, "regenerate the README's table with repro.scales.departures_markdown()"

@@ -1,7 +1,7 @@
 """One module per notebook: its per-scale settings, its runs, its table, its claims and their verdicts.
 
 Following big_vision's per-experiment configs, each module has ``get_config(scale, ...)`` (the scale's
-preset from ``repro.config.SCALES`` plus what this experiment adds), ``run(...)`` (trains, returns the run
+preset from ``repro.scales.SCALES`` plus what this experiment adds), ``run(...)`` (trains, returns the run
 directories with their labels), ``table(runs)``, ``claims(runs)`` and ``summary(runs, claims)``. Notebooks
 keep the paper's text, their papermill parameters and a few calls to these, so tests can call the same
 functions and every notebook builds its results the same way.

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from ..config import Scale, get_scale
+from ..scales import Scale, get_scale
 from ..results import (PAPER, claim_entry, claims_markdown, load_run, plot_curves, repo_relative, results_dir,
                        seed_stats, training_flops, verdict_below)
 from . import progress_kwargs

@@ -122,7 +122,7 @@ def run_engine(cfg: TrainConfig, *, stop_at: Optional[float] = None, budget_s: O
         def callback(step: int, record: dict) -> None:
             nonlocal stopped
             train_seconds[step] = record["seconds"] - timer.seconds
-            if stop_at is not None and timer.last.get("test", 0.0) >= stop_at:
+            if stop_at is not None and timer.last.get("test", -1.0) >= stop_at:  # -1: no evaluation yet
                 stopped = f"test top-1 reached {100 * stop_at:g}%"
                 raise KeyboardInterrupt
             if budget_s is not None and train_seconds[step] >= budget_s:

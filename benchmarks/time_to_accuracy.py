@@ -14,9 +14,13 @@ What is measured, in one process on one machine:
   ``repro.data.get_datasets``), bf16 autocast only when ours uses it, no torch.compile. It is evaluated on
   the same test split at the same steps; its clock stops while it evaluates.
 
-The two runs follow each other (ours first), so a machine that is busier during one of them shows up in
-the ratio: run it twice when a figure matters. The training split is the whole 50,000 images
-(``heldout=False``) unless ``--set heldout=true``.
+Ours' seconds include what the engine does besides the steps (logging, its periodic checkpoint); each
+side's clock starts at its first step, after its data and model are ready. The two runs follow each other
+(ours first, so it also pays the process's one-time library start-up, well under a second), and a machine
+that is busier during one of them shows up in the ratio: run it twice when a figure matters, on an
+otherwise idle machine. The training split is the whole 50,000 images (``heldout=False``) unless
+``--set heldout=true``. Test evaluations cost wall time but no training seconds; ``--set max_test=N``
+makes them cheaper (a class-balanced subset, the same on both sides).
 
     python benchmarks/time_to_accuracy.py                                    # cpu scale, both sides
     python benchmarks/time_to_accuracy.py --patch 8 --steps 2000 --set label_smoothing=0.1 --targets 50 55 60

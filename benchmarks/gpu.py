@@ -140,7 +140,7 @@ def time_to_accuracy(args, out: Path) -> dict:
     targets = sorted(args.targets)
     _, curve, stopped = run_engine(cfg, stop_at=targets[-1] / 100, budget_s=args.budget_s)
     print(f"(b) time to accuracy on CIFAR-10: {cfg.model} {cfg.model_overrides}, batch {cfg.batch_size}, "
-          f"{cfg.steps} steps scheduled, lr {cfg.lr:g} {cfg.schedule} warm-up {cfg.warmup_steps}, amp {cfg.amp}, "
+          f"{cfg.steps} steps scheduled, lr {cfg.lr:g} {cfg.schedule} warm-up {cfg.warmup_steps}, amp={cfg.amp} (auto: bf16 on CUDA), "
           f"compile={cfg.compile}, device {cfg.device}; stopped: {stopped}")
     print(table(["step", "training s", "test top-1 %"],
                 [[p.step, f"{p.seconds:.1f}", f"{100 * p.accuracy:.2f}"] for p in curve]), "\n")
@@ -154,8 +154,8 @@ def time_to_accuracy(args, out: Path) -> dict:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=256, help="(a) the batch of both models")
-    p.add_argument("--steps", type=int, default=20, help="(a) timed steps per round")
-    p.add_argument("--rounds", type=int, default=2, help="(a) alternating rounds; the best counts")
+    p.add_argument("--steps", type=int, default=30, help="(a) timed steps per round")
+    p.add_argument("--rounds", type=int, default=3, help="(a) alternating rounds; the best counts")
     p.add_argument("--compile", action="store_true", help="(a) torch.compile both models")
     p.add_argument("--peak-tflops", type=float, help="(a) the dense bf16 peak to use instead of the table")
     p.add_argument("--eval-every", type=int, default=200, help="(b) steps between test evaluations")

@@ -68,14 +68,20 @@ def pad_crop_flip(x: torch.Tensor, padding: int, flip: bool, g: torch.Generator)
     return x
 
 
-def to_model_input(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float in [-1, 1] at the model's size (the ViT convention, as ours)."""
-    x = images.float() / 127.5 - 1.0
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float in [-1, 1] (the ViT convention, as ours)."""
+    return images.float() / 127.5 - 1.0
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The batch at the model's input size (a no-op at CIFAR's own 32 px)."""
     return x if x.shape[-1] == size else F.interpolate(x, size=size, mode="bilinear", antialias=True)
 
 
 def plain_run(cfg: TrainConfig, device: torch.device) -> list[CurvePoint]:
     """Train timm's ViT with a plain loop on ``cfg``'s model shape, data and schedule; the test curve."""
+    if cfg.crop == "inception":
+        raise ValueError("the plain loop has the CIFAR augmentation only (crop='pad' or 'none'); use --no-plain")
     splits = data_lib.get_datasets(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, heldout=cfg.heldout,
                                    max_train=cfg.max_train, max_test=cfg.max_test)
     train, test = splits["train"], splits["test"]
@@ -90,12 +96,14 @@ def plain_run(cfg: TrainConfig, device: torch.device) -> list[CurvePoint]:
     steps_per_epoch = len(train) // cfg.batch_size
     padding = cfg.crop_padding if cfg.crop == "pad" else 0
 
+    eval_batch = max(cfg.batch_size, 256)  # as ours
+
     def evaluate() -> float:
         model.eval()
         correct = 0
         with torch.no_grad(), autocast:
-            for i in range(0, len(test), max(cfg.batch_size, 256)):
-                x = to_model_input(test.images[i:i + max(cfg.batch_size, 256)], cfg.image_size).to(device)
+            for i in range(0, len(test), eval_batch):
+                x = resize(normalize(test.images[i:i + eval_batch]), cfg.image_size).to(device)
                 correct += (model(x).argmax(-1).cpu() == test.labels[i:i + x.shape[0]]).sum().item()
         model.train()
         return correct / len(test)
@@ -105,9 +113,7 @@ def plain_run(cfg: TrainConfig, device: torch.device) -> list[CurvePoint]:
         if step % steps_per_epoch == 0:
             order = torch.randperm(len(train), generator=g)
         idx = order[(step % steps_per_epoch) * cfg.batch_size:][:cfg.batch_size]
-        x = pad_crop_flip(train.images[idx].float(), padding, cfg.flip, g) / 127.5 - 1.0
-        if x.shape[-1] != cfg.image_size:
-            x = F.interpolate(x, size=cfg.image_size, mode="bilinear", antialias=True)
+        x = resize(pad_crop_flip(normalize(train.images[idx]), padding, cfg.flip, g), cfg.image_size)
         x, y = x.to(device), train.labels[idx].to(device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)  # the same warm-up + decay formula as ours
@@ -171,7 +177,8 @@ def main(argv=None) -> dict:
           f"label smoothing {cfg.label_smoothing:g}, crop {cfg.crop}, flip {cfg.flip}")
     if not args.no_plain:
         print(f"plain: timm VisionTransformer of the same shape, {bf16}, no compile, AdamW wd {cfg.weight_decay:g} "
-              "on all params, same schedule, batch, steps and augmentation, no label smoothing, no pre-logits")
+              "on all params, same schedule, batch, steps and augmentation, no label smoothing (timm defaults: no "
+              "pre-logits, no dropout)")
     print(f"runs in {out}\n")
 
     plain_at = {pt.step: pt for pt in plain}

@@ -100,3 +100,14 @@ def test_peak_table_by_device_name():
     assert peak_tflops("Some GPU")[0] is None and peak_tflops("Some GPU", 500.0)[0] == 500
     value, text = peak_tflops(None)
     assert value > 0 and "PLACEHOLDER" in text
+
+
+def test_plain_augmentation_is_a_window_of_the_reflection_padded_image():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, 8, 8)
+    out = time_to_accuracy.pad_crop_flip(x, 2, True, g)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    for i in range(6):
+        windows = [padded[i, :, t:t + 8, s:s + 8] for t in range(5) for s in range(5)]
+        assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
+    assert torch.equal(time_to_accuracy.pad_crop_flip(x, 0, False, g), x)

@@ -306,19 +306,20 @@ class _Transform:
             im = im.resize((out_w, out_h), Image.BILINEAR, box=(left, top, left + cw, top + ch))
         elif im.size != (out_w, out_h):
             im = im.resize((out_w, out_h), Image.BILINEAR)
-        x = _to_chw(im)  # (3, H, W) uint8
+        x = np.asarray(im)  # (H, W, 3) uint8
         if self.crop == "pad" and self.crop_padding:
             p = self.crop_padding
-            padded = torch.nn.functional.pad(x[None].float(), (p, p, p, p), mode="reflect")[0].to(torch.uint8)
             top, left = torch.randint(0, 2 * p + 1, (2,), generator=g).tolist()
-            x = padded[:, top:top + out_h, left:left + out_w]
+            x = np.pad(x, ((p, p), (p, p), (0, 0)), mode="reflect")[top:top + out_h, left:left + out_w]
         if self.flip and bool(torch.rand((), generator=g) < 0.5):
-            x = x.flip(-1)
-        return x.contiguous()
+            x = x[:, ::-1]
+        return _to_chw(x)
 
 
-def _to_chw(im) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W) uint8
+def _to_chw(x) -> torch.Tensor:
+    """A PIL image or (H, W, 3) uint8 array -> (3, H, W) uint8 tensor. numpy makes the layout change: torch's
+    uint8 permute + contiguous took ~10 ms per 224 px image on our 2-core CPU, numpy ~0.05 ms."""
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(2, 0, 1)))
 
 
 class _EpochBatches(IterableDataset):
@@ -476,7 +477,8 @@ class StreamingLoader:
         if self._batches is None or self._next_step != step:
             self._start(epoch, i)
         images, labels, samples = next(self._batches)
-        expected = torch.from_numpy(self.epoch_samples(epoch)[i * self.local_batch_size:(i + 1) * self.local_batch_size])
+        b = self.local_batch_size
+        expected = torch.from_numpy(self.epoch_samples(epoch)[i * b:(i + 1) * b])
         if not torch.equal(samples, expected):  # the DataLoader must hand batches back in the planned order
             raise RuntimeError(f"step {step}: the workers delivered other samples than planned")
         if labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < self.num_classes):
@@ -545,9 +547,9 @@ def make_shard_loaders(cfg: Any, device: torch.device, rank: int = 0, world_size
     ``heldout_fraction`` of them, at least one), as timm's pre-shuffled shards allow. The eval loaders read
     every sample in one process (``repro.train.evaluate`` runs on rank 0 only).
     """
-    if cfg.max_train is not None or cfg.max_test is not None or cfg.data_image_size is not None:
-        raise ValueError("max_train, max_test and data_image_size do not apply to data_format='shards' (take fewer "
-                         "shards instead; images are decoded at image_size); leave them None")
+    if cfg.max_train is not None or cfg.max_test is not None or cfg.data_image_size not in (None, cfg.image_size):
+        raise ValueError("max_train, max_test and a data_image_size other than image_size do not apply to "
+                         "data_format='shards' (take fewer shards instead; images are decoded at image_size)")
     info = get_info(cfg.dataset)
     folder, where = shard_folder(cfg.dataset, cfg.data_dir)
     train_files, test_files = find_shards(folder, info.train_split), find_shards(folder, info.test_split)

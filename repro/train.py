@@ -569,7 +569,7 @@ def preflight(cfg: TrainConfig, run_dir: Path) -> Optional["data_lib.Source"]:
         from .checkpoints import _sniff, resolve_checkpoint_path
         _sniff(resolve_checkpoint_path(cfg.init_from))
     check_writable(run_dir, "run directory")
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 takes the lock for all; others would see it busy
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 locks for all ranks; others would see it busy
         RunDirLock.check_free(run_dir)
     if cfg.data_format == "shards":
         from .streaming import shard_folder

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,11 @@ def test_shards_round_trip(shards, tmp_path):
     assert index == 4 and label == int(shards["train"][1][10]) and torch.equal(decoded, shards["train"][0][10])
     with pytest.raises(data_lib.DataError, match="fewer samples"):
         list(read_samples(files[-1], wanted=[5]))
+    # JPEG, as in timm's ImageNet shards, through a training batch with the Inception crop
+    jpg = write_shards(random_images(6), [0, 1, 2, 3, 0, 1], tmp_path, 3, image_format="jpg")
+    assert tarfile.open(jpg[0]).getnames()[:2] == ["train_00000000.jpg", "train_00000000.cls"]
+    x, y = loader(jpg, batch_size=6, image_size=8, crop="inception").get_batch(0)
+    assert x.shape == (6, 3, 8, 8) and sorted(y.tolist()) == [0, 0, 1, 1, 2, 3]
 
 
 def test_order_is_a_function_of_seed_and_epoch(shards):
@@ -95,6 +101,24 @@ def test_resume_at_a_step_replays_the_same_batches(shards):
     assert not torch.equal(straight[0][0], straight[5][0])  # epochs differ
 
 
+def test_resume_skips_shards_it_no_longer_needs(shards, monkeypatch):
+    """Resuming at the last batch of an epoch opens only the shards that still hold its samples."""
+    import repro.streaming as streaming
+
+    opened = []
+    real = streaming.read_samples
+
+    def counting(path, wanted=None):
+        opened.append(path)
+        return real(path, wanted)
+
+    monkeypatch.setattr(streaming, "read_samples", counting)
+    last = loader(shards["train_files"], shuffle_buffer=2)  # num_workers=0: read in this process
+    x, _ = last.get_batch(4)
+    assert 1 <= len(set(opened)) <= 3  # of 8 shards: the 8 samples of batch 4 lie within a few shards of the end
+    assert torch.equal(x, loader(shards["train_files"], shuffle_buffer=2).get_batch(4)[0])
+
+
 def test_ranks_read_disjoint_shards_and_every_sample_once(shards):
     files = shards["train_files"]
     ranks = [loader(files, batch_size=8, rank=r, world_size=2) for r in range(2)]
@@ -127,6 +151,12 @@ def test_flip_and_eval_resize(shards):
     same = [(x[i] == original[g]).all().item() for i, g in enumerate(ids.tolist())]
     mirrored = [(x[i] == original[g].flip(-1)).all().item() for i, g in enumerate(ids.tolist())]
     assert all(a or b for a, b in zip(same, mirrored)) and 5 < sum(mirrored) < 35
+    # pad: a window of the reflection-padded image (mirrored or not), as DeviceLoader's crop="pad"
+    x, _ = loader(files, crop="pad", crop_padding=2, flip=True, batch_size=40).get_batch(0)
+    for i, g in enumerate(ids.tolist()[:10]):
+        padded = torch.nn.functional.pad(original[g][None], (2, 2, 2, 2), mode="reflect")[0]
+        windows = [padded[:, t:t + SIZE, u:u + SIZE] for t in range(5) for u in range(5)]
+        assert any(torch.equal(x[i], w) or torch.equal(x[i], w.flip(-1)) for w in windows)
     ev = loader(shards["val_files"], train=False, image_size=(6, 10))
     assert next(iter(ev))[0].shape == (8, 3, 6, 10)
 
@@ -158,6 +188,7 @@ def test_train_on_shards_end_to_end(shards, tiny_dataset, tmp_path, monkeypatch)
     assert start["train_examples"] + final["val"]["count"] == 46
     train_loader, evals, _ = make_shard_loaders(cfg, torch.device("cpu"), num_workers=0)
     assert set(evals) == {"val", "test"} and train_loader.num_classes == NUM_CLASSES
+    make_shard_loaders(shard_cfg(tmp_path, shards["folder"], data_image_size=16), torch.device("cpu"))  # paper scale
     with pytest.raises(ValueError, match="max_train"):
         make_shard_loaders(shard_cfg(tmp_path, shards["folder"], max_train=10), torch.device("cpu"))
     with pytest.raises(data_lib.DatasetNotFoundError, match="no tar shards"):

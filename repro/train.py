@@ -79,6 +79,7 @@ class TrainConfig:
     eval_on_test: bool = True         # also report the test split at the end
     max_train: Optional[int] = None
     max_test: Optional[int] = None
+    data_format: str = "decoded"      # decoded (whole split on each device) | shards (tar shards, repro.streaming)
     crop: str = "pad"                 # pad (CIFAR-style, crop_padding px) | inception (official, area 5-100%) | none
     crop_padding: int = 4
     flip: bool = True
@@ -132,6 +133,8 @@ class TrainConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{key}={value!r}: must be an integer >= 0")
+        if self.data_format not in ("decoded", "shards"):
+            raise ValueError(f"data_format={self.data_format!r}; choose 'decoded' or 'shards'")
         if self.amp == "fp16":
             raise ValueError("amp='fp16' is not supported: fp16 needs loss scaling (torch.amp.GradScaler), which this "
                              "loop does not do; use amp='bf16' (same speed on GPUs since Ampere, no scaling needed), "
@@ -171,6 +174,8 @@ class TrainConfig:
             fields["init_from"] = f"sha256:{checkpoint_digest(self.init_from)}"
         if fields["data_dir"] != "embedded":
             fields["data_dir"] = None
+        if fields["data_format"] == "decoded":  # the default keeps the names of runs made before the field existed
+            del fields["data_format"]
         return json.loads(json.dumps(fields, default=str))
 
     def identity(self) -> str:
@@ -544,14 +549,14 @@ class ResumeError(ValueError):
     """A run directory's ``checkpoint.pt`` cannot be resumed from."""
 
 
-def preflight(cfg: TrainConfig, run_dir: Path) -> "data_lib.Source":
+def preflight(cfg: TrainConfig, run_dir: Path) -> Optional["data_lib.Source"]:
     """Check everything ``cfg`` needs before any data is decoded, weights read or file written.
 
     The device, the dataset name and its class count, the model (name, patch and
     image size, overrides: built on the meta device, so no memory is used), the
     ``init_from`` file (present, a known format, not truncated), that the run
     directory can be written and is not in use, and that the data can be found.
-    Returns the data source, so it is resolved once.
+    Returns the data source, so it is resolved once (None for ``data_format="shards"``).
     """
     check_device(cfg.device)
     info = data_lib.get_info(cfg.dataset)
@@ -564,7 +569,12 @@ def preflight(cfg: TrainConfig, run_dir: Path) -> "data_lib.Source":
         from .checkpoints import _sniff, resolve_checkpoint_path
         _sniff(resolve_checkpoint_path(cfg.init_from))
     check_writable(run_dir, "run directory")
-    RunDirLock.check_free(run_dir)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 locks for all ranks; others would see it busy
+        RunDirLock.check_free(run_dir)
+    if cfg.data_format == "shards":
+        from .streaming import shard_folder
+        shard_folder(cfg.dataset, cfg.data_dir)  # raises DatasetNotFoundError when there are no shards
+        return None
     return data_lib.resolve_source(cfg.dataset, cfg.data_dir)
 
 
@@ -599,22 +609,29 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    splits = data_lib.get_datasets(
-        cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.data_image_size, seed=cfg.seed,
-        heldout=cfg.heldout, max_train=cfg.max_train, max_test=cfg.max_test, source=source,
-    )
-    train_data = splits["train"]
-    num_classes = train_data.num_classes
-    out_size = resize_target(cfg.image_size, train_data)
-    train_loader = DeviceLoader(
-        train_data, cfg.batch_size, device=device, train=True, seed=cfg.seed, crop=cfg.crop,
-        crop_padding=cfg.crop_padding, flip=cfg.flip, out_size=out_size, rank=dist.rank, world_size=dist.world_size,
-    )
-    eval_loaders = {
-        name: DeviceLoader(arrays, max(cfg.batch_size, 256), device=device, train=False, seed=cfg.seed,
-                           out_size=out_size)
-        for name, arrays in splits.items() if name == "val" or (name == "test" and cfg.eval_on_test)
-    }
+    if cfg.data_format == "shards":  # ImageNet-size sets: each rank streams its own tar shards
+        from .streaming import make_shard_loaders
+        train_loader, eval_loaders, data_source = make_shard_loaders(cfg, device, dist.rank, dist.world_size)
+    else:
+        splits = data_lib.get_datasets(
+            cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.data_image_size, seed=cfg.seed,
+            heldout=cfg.heldout, max_train=cfg.max_train, max_test=cfg.max_test, source=source,
+        )
+        train_data = splits["train"]
+        out_size = resize_target(cfg.image_size, train_data)
+        train_loader = DeviceLoader(
+            train_data, cfg.batch_size, device=device, train=True, seed=cfg.seed, crop=cfg.crop,
+            crop_padding=cfg.crop_padding, flip=cfg.flip, out_size=out_size, rank=dist.rank,
+            world_size=dist.world_size,
+        )
+        eval_loaders = {
+            name: DeviceLoader(arrays, max(cfg.batch_size, 256), device=device, train=False, seed=cfg.seed,
+                               out_size=out_size)
+            for name, arrays in splits.items() if name == "val" or (name == "test" and cfg.eval_on_test)
+        }
+        # Portable (no absolute path) and complete: where the data came from and how many images each split has.
+        data_source = {**source.record(), "images": {name: len(arrays) for name, arrays in splits.items()}}
+    num_classes = train_loader.num_classes
 
     torch.manual_seed(cfg.seed)  # model init
     model, init_info = build_model_for(cfg, num_classes, device)
@@ -652,9 +669,7 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
     elif dist.is_main:
         log.truncate_after(-1)
         n_params = sum(p.numel() for p in model.parameters())
-        # Portable (no absolute path) and complete: where the data came from and how many images each split has.
-        data_source = {**source.record(), "images": {name: len(arrays) for name, arrays in splits.items()}}
-        log.write(event="start", step=0, params=n_params, train_examples=len(train_data.labels),
+        log.write(event="start", step=0, params=n_params, train_examples=train_loader.num_examples,
                   data_source=data_source, init=init_info)
 
     train_model = model

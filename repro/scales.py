@@ -46,6 +46,9 @@ class Scale:
     pretrain_grad_clip: Optional[float] = None
     pretrain_dropout: float = 0.0           # ViT and hybrid only
     pretrain_crop: str = "pad"              # repro.loader crop kinds
+    # "shards": stream webdataset tar shards (repro.streaming; ImageNet-size sets under torchrun);
+    # "decoded": the whole split decoded once and kept on the device (CIFAR-size sets).
+    pretrain_data_format: str = "decoded"
     finetune_steps: int = 200
     finetune_batch_size: int = 128
     finetune_warmup_steps: int = 0
@@ -87,6 +90,8 @@ class Scale:
             fields.update(image_size=self.image_size, batch_size=self.batch_size, steps=self.pretrain_steps,
                           warmup_steps=self.warmup_steps, lr=lr, weight_decay=self.pretrain_weight_decay,
                           schedule=self.pretrain_schedule, grad_clip=self.pretrain_grad_clip, crop=self.pretrain_crop)
+            if self.pretrain_data_format != "decoded":  # the default stays out, so run names do not change
+                fields["data_format"] = self.pretrain_data_format
             extra = pretrain_model_overrides(model)
             if family != "bit" and self.pretrain_dropout:
                 extra["dropout"] = self.pretrain_dropout
@@ -110,6 +115,7 @@ def _paper_scale() -> Scale:
         batch_size=pre.batch_size, pretrain_steps=pre.steps(), warmup_steps=pre.warmup_steps, pretrain_lr=pre.lr,
         bit_lr=pre.lr, pretrain_weight_decay=pre.weight_decay, pretrain_schedule=pre.schedule,
         pretrain_grad_clip=pre.grad_clip, pretrain_dropout=pre.dropout, pretrain_crop="inception",
+        pretrain_data_format="shards",
         finetune_steps=fine.steps, finetune_batch_size=fine.batch_size, finetune_warmup_steps=fine.warmup_steps,
         finetune_image_size=fine.image_size, finetune_lrs=fine.lr_grid, finetune_crop=fine.crop,
         eval_every=5000, log_every=100, decode_at_model_size=True,

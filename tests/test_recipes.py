@@ -49,6 +49,7 @@ def test_paper_scale_comes_from_the_tables():
         (pre.lr, pre.weight_decay, pre.schedule, pre.grad_clip, pre.batch_size, pre.warmup_steps, pre.steps(), 224,
          "inception")
     assert fields["model_overrides"] == {"representation_size": 768, "dropout": 0.1}
+    assert fields["data_format"] == "shards"  # ImageNet streams from tar shards (repro.streaming)
     ft = paper.train_fields("finetune", "vit")
     assert (ft["steps"], ft["batch_size"], ft["warmup_steps"], ft["image_size"], ft["crop"]) == \
         (fine.steps, fine.batch_size, fine.warmup_steps, 384, "inception")

@@ -186,7 +186,7 @@ def test_cls_vs_gap_table_curves_and_probe_steps(tmp_path):
     table = gap_exp.table(runs)
     assert len(table) == 6 and table["best lr of this pool"].sum() == 2
     best = table[table["best lr of this pool"]].set_index("pool")["lr"]
-    assert best["class token"] == 3e-3 and best["GAP"] == 1e-3
+    assert best["class token"] == "0.003" and best["GAP"] == "0.001"
     assert {"test top-1 (%)", "params (M)", "train images/s", "paper"} <= set(table.columns)
     curves = gap_exp.curves(runs)
     assert len(curves) == 6 * 3 * 2 and sorted(curves["step"].unique()) == [5, 10]

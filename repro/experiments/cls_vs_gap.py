@@ -238,10 +238,10 @@ def table(runs: Runs) -> pd.DataFrame:
         loaded = [load_run(r.run_dir) for r in records]
         top1 = seed_stats([100 * r["test_accuracy"] for r in loaded])
         rows.append({
-            "pool": POOL_LABELS[pool], "lr": lr, "best lr of this pool": lr == best_lr(stats, pool), "seeds": few[2],
+            "pool": POOL_LABELS[pool], "lr": f"{lr:g}", "best lr of this pool": lr == best_lr(stats, pool), "seeds": few[2],
             f"{SHOTS}-shot linear top-1 (%)": few[0], f"{SHOTS}-shot std (points)": few[1],
             "test top-1 (%)": top1[0], "test top-1 std (points)": top1[1],
-            "paper lr": PAPER[f"fig9/{pool}/lr"].value,
+            "paper lr": f"{PAPER[f'fig9/{pool}/lr'].value:g}",
             "params (M)": (loaded[0].get("params") or 0) / 1e6 or None,
             "train images/s": pd.Series([r.get("images_per_s") for r in loaded], dtype=float).mean(),
             "train min / run": pd.Series([r.get("train_seconds") for r in loaded], dtype=float).mean() / 60,

@@ -318,8 +318,10 @@ def claims(runs: Runs) -> list[dict]:
     metric = (f"CIFAR-10 {SHOTS}-shot linear top-1 (%) of the pre-logits representation, {config.model} trained "
               f"{config.steps} steps at {config.image_size} px")
     named = {cell_name(*cell): s for cell, s in stats.items()}
-    ours = lambda cells: {cell_name(*c): _fewshot(runs.select(kind=c[0], placement=c[1]))  # noqa: E731
-                          for c in cells if c in stats}
+
+    def ours(cells):  # per-seed numbers of the cells that ran, as claims.json keeps them
+        return {cell_name(*c): _fewshot(runs.select(kind=c[0], placement=c[1])) for c in cells if c in stats}
+
     kinds = [(k, "stem") for k in ("1d", "2d", "relative") if (k, "stem") in stats]
     if ("none", "stem") in stats and kinds:
         best = max(kinds, key=lambda c: stats[c][0])

@@ -50,6 +50,19 @@ PAPER: dict[str, PaperNumber] = {
     "table8/1d": PaperNumber(64.21, "Table 8", "ViT-B/16, ImageNet 5-shot linear"),
     "table8/2d": PaperNumber(64.00, "Table 8", "ViT-B/16, ImageNet 5-shot linear"),
     "table8/relative": PaperNumber(64.03, "Table 8", "ViT-B/16, ImageNet 5-shot linear"),
+    # Table 8 (App. D.4), every cell with the paper's three decimals: "table8/<kind>/<placement>".
+    **{f"table8/{kind}/{placement}": PaperNumber(v, "Table 8", f"ViT-B/16, ImageNet 5-shot linear, {kind} added "
+                                                 f"at {placement.replace('_', ' ')}")
+       for (kind, placement), v in {
+           ("none", "stem"): 61.382, ("1d", "stem"): 64.206, ("2d", "stem"): 64.001, ("relative", "stem"): 64.032,
+           ("1d", "every_layer"): 63.964, ("2d", "every_layer"): 64.046,
+           ("1d", "every_layer_shared"): 64.292, ("2d", "every_layer_shared"): 64.022,
+       }.items()},
+    # App. D.3, Fig. 9: the pre-training learning rates with which each classifier works.
+    "fig9/cls/lr": PaperNumber(8e-4, "App. D.3, Fig. 9", "class token: works at 8e-4"),
+    "fig9/gap/lr": PaperNumber(3e-4, "App. D.3, Fig. 9", "global average pooling: works at 3e-4"),
+    "fig9/gap/lr_too_high": PaperNumber(8e-4, "App. D.3, Fig. 9", "global average pooling: worse at the class "
+                                        "token's 8e-4"),
     # Sec. 4.6: masked patch prediction.
     "mpp/vit-b16-imagenet": PaperNumber(79.9, "Sec. 4.6", "ViT-B/16 MPP on JFT, fine-tuned on ImageNet"),
 }

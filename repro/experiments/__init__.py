@@ -7,10 +7,24 @@ keep the paper's text, their papermill parameters and a few calls to these, so t
 functions and every notebook builds its results the same way.
 
 - ``pretrain_transfer``: notebook 01 (Sec. 4.2, Table 2; the small-data end of Fig. 3; Sec. 3.2).
+- ``position_embeddings``: notebook 02 (App. D.4, Table 8, every cell; Fig. 7 centre).
+- ``cls_vs_gap``: notebook 03 (App. D.3, Fig. 9).
+
+Shared here: ``train_fields`` (a scale's TrainConfig fields with a notebook's paths), ``train_and_probe``
+and ``probe_model`` (5-shot linear probes of a run, at the end and along training, kept in
+``fewshot.json``), ``verdict_within`` (the rule for "barely matters" claims).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..fileio import atomic_write_text
 
 # Set by ``repro reproduce`` for the notebooks' kernels: there no front end draws tqdm's widgets, so a
 # plain line per logging window is printed instead; papermill streams it to the terminal.
@@ -33,3 +47,202 @@ def progress_kwargs(label: str, steps: int) -> dict:
               f"{100 * record['accuracy']:.1f}%  {record['images_per_s']:.0f} images/s", flush=True)
 
     return {"progress": False, "callback": print_window}
+
+
+# --- shared by the experiment modules ---------------------------------------------------------------------
+
+VERDICT_WORDS = {True: "holds", False: "does not hold", None: "undecided"}
+# Rows of repro.scales.PAPER_SETTINGS that a pre-training-only experiment (notebooks 02, 03) departs in.
+PRETRAIN_SETTING_ROWS = ("models (ViT / BiT / hybrid)", "pre-training data", "pre-training resolution",
+                         "pre-training batch", "pre-training length", "pre-training warm-up",
+                         "pre-training lr, decay, weight decay", "pre-training dropout / clipping",
+                         "pre-logits layer", "pre-training augmentation")
+
+
+def train_fields(scale, stage: str, family: str, *, data_dir, out_dir, device: str, **extra) -> dict:
+    """The ``repro.train.TrainConfig`` fields of ``scale`` (a ``repro.scales.Scale``) for a stage and model
+    family, with the notebook's data folder, run folder and device; ``extra`` fields win. When the scale
+    decodes at the model's size and ``extra`` changes the size, the decode size follows it."""
+    fields = {**scale.train_fields(stage, family.lower()), "data_dir": data_dir, "device": device,
+              "out_dir": str(out_dir), **extra}
+    if "data_image_size" in fields and "image_size" in extra:  # decode at the model's resolution
+        fields["data_image_size"] = extra["image_size"]
+    return fields
+
+
+def pretrain_departures_markdown(scale) -> str:
+    """The "paper vs this experiment" table for the pre-training rows, for a ``Scale`` that an experiment
+    has changed (its own model, steps, lr...): ``repro.scales.departures_markdown`` takes preset names only."""
+    from ..scales import PAPER_SETTINGS, scale_settings
+
+    ours = scale_settings(scale)
+    lines = [f"| setting | paper | this notebook (`{scale.name}`) |", "|---|---|---|"]
+    for row in PRETRAIN_SETTING_ROWS:
+        value = ours[row] if row != "models (ViT / BiT / hybrid)" else scale.vit  # only the ViT is trained
+        lines.append(f"| {row} | {PAPER_SETTINGS[row]} | {'= paper' if value == PAPER_SETTINGS[row] else value} |")
+    return "\n".join(lines) + "\n"
+
+
+def verdict_within(ours: dict[str, list], *, tolerance: float, fallback_std: Optional[float] = None,
+                   unit: str = "points", decidable: bool = True, why_undecidable: str = "") -> tuple[Optional[bool], str]:
+    """Do the means of ``ours`` (``{name: [mean, std, seeds]}``, ``repro.results.seed_stats``) agree? ``(holds, why)``.
+
+    The rule, for claims of "no difference": take the highest and the lowest mean; their gap is compared with
+    the larger of ``tolerance`` (in ``unit``) and the seed spread of that gap, sqrt(std_hi^2 + std_lo^2) (as in
+    ``repro.results.verdict_below``). Gap within it -> True; beyond it -> False. A name with one seed has no
+    std of its own: ``fallback_std`` (e.g. the run-to-run std measured on sibling cells) stands in, and the
+    ``why`` says so; without it only the tolerance counts. ``decidable=False`` gives None with the numbers.
+    """
+    if len(ours) < 2:
+        raise ValueError("a comparison needs at least two entries")
+    hi = max(ours, key=lambda k: ours[k][0])
+    lo = min(ours, key=lambda k: ours[k][0])
+    gap = ours[hi][0] - ours[lo][0]
+    numbers = ", ".join(f"{k} {m:.2f}" for k, (m, s, n) in ours.items())
+    if not decidable:
+        return None, f"{why_undecidable} ({numbers})"
+    stds = [ours[k][1] if ours[k][1] is not None else fallback_std for k in (hi, lo)]
+    borrowed = any(ours[k][1] is None for k in (hi, lo))
+    if any(s is None for s in stds):
+        spread, spread_text = None, "seed spread unknown (one seed)"
+    else:
+        spread = math.hypot(*stds)
+        spread_text = f"seed spread {spread:.2f}" + (" (one-seed cells borrow the stem cells' std)" if borrowed else "")
+    threshold = max(tolerance, spread or 0.0)
+    holds = gap <= threshold
+    relation = "within" if holds else "beyond"
+    return holds, (f"the largest gap, {hi} - {lo} = {gap:.2f} {unit}, is {relation} max({tolerance:g} {unit}, "
+                   f"{spread_text}) = {threshold:.2f} ({numbers})")
+
+
+def pooled_std(stats: Sequence[list]) -> Optional[float]:
+    """The run-to-run std pooled over cells with at least two seeds (root mean of their variances), or None."""
+    variances = [s * s for m, s, n in stats if s is not None]
+    return math.sqrt(sum(variances) / len(variances)) if variances else None
+
+
+# --- few-shot probes of a run's representation, written beside it ---------------------------------------
+
+FEWSHOT_FILE = "fewshot.json"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How a run's frozen representation is probed: ``repro.fewshot``'s ridge (big_vision ``fewshot_lsr``) on
+    the pre-logits features, seeds of the support sampling, and the images used (None: the whole split)."""
+
+    dataset: str = "cifar10"
+    data_dir: Optional[str] = None
+    shots: tuple = (5,)
+    seeds: tuple = (0, 1, 2)
+    max_train: Optional[int] = None   # support sets are drawn from this many training images (class-balanced)
+    max_test: Optional[int] = None
+
+    def record(self) -> dict:
+        """What identifies the probe in ``fewshot.json`` (not where the data lies)."""
+        return {"dataset": self.dataset, "shots": list(self.shots), "seeds": list(self.seeds),
+                "max_train": self.max_train, "max_test": self.max_test, "embedded": self.data_dir == "embedded"}
+
+
+def probe_model(model, probe: Probe, device: str = "auto") -> dict:
+    """Few-shot accuracy (%) of a frozen model and its classifier's test top-1 (%), from one pass over the data.
+
+    The classifier's logits are its head applied to the same pre-logits test features, so both numbers come
+    from the same weights and the same test images. Returns ``{"fewshot": {k: {"mean", "std", "per_seed"}},
+    "classifier_test_top1": float}``, accuracies in %.
+    """
+    import torch
+
+    from ..data import get_datasets
+    from ..fewshot import extract_features, fewshot_results
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    model = model.to(device)
+    splits = get_datasets(probe.dataset, data_dir=probe.data_dir, heldout=False, max_train=probe.max_train,
+                          max_test=probe.max_test)
+    train, test = splits["train"], splits["test"]
+    train_x = extract_features(model, train)             # (N, F) float32 on the CPU
+    test_x = extract_features(model, test)               # (M, F)
+    found = fewshot_results(train_x, train.labels, test_x, test.labels, probe.shots, probe.seeds,
+                            num_classes=train.num_classes)
+    with torch.no_grad():
+        logits = model.head(test_x.to(device)).float().cpu()  # (M, K): the trained classifier on the same features
+    top1 = float((logits.argmax(-1) == torch.as_tensor(test.labels)).float().mean())
+    return {"fewshot": {str(k): {"mean": 100 * v["mean"], "std": 100 * v["std"],
+                                 "per_seed": [100 * a for a in v["per_seed"]]} for k, v in found.items()},
+            "classifier_test_top1": 100 * top1}
+
+
+class _PauseForProbe(KeyboardInterrupt):
+    """Raised from ``train``'s callback to stop at a step: ``train`` saves its checkpoint and re-raises."""
+
+
+def _digest(path: Path) -> Optional[str]:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else None
+
+
+def read_probes(run_dir) -> list[dict]:
+    """The probe points of a run (``fewshot.json``), one per evaluated step, in step order."""
+    path = Path(run_dir) / FEWSHOT_FILE
+    return json.loads(path.read_text())["points"] if path.exists() else []
+
+
+def fewshot_top1(run_dir, shots: int = 5) -> float:
+    """A run's final ``shots``-shot linear accuracy (%), the mean over the probe's sampling seeds."""
+    return read_probes(run_dir)[-1]["fewshot"][str(shots)]["mean"]
+
+
+def train_and_probe(cfg, probe: Probe, *, label: str, at_steps: Sequence[int] = (), device: str = "auto") -> Path:
+    """Train ``cfg`` (or find it finished) and probe its representation at ``at_steps`` and at the end.
+
+    Intermediate probes use ``train``'s documented interruption: the callback raises at the step, ``train``
+    writes its resumable checkpoint (model + optimiser + step), the model is probed from that checkpoint,
+    and ``train`` resumes it exactly (batches and dropout are functions of (seed, step)), so the probes see
+    the very weights of one uninterrupted run and cost no extra training. ``at_steps`` must be multiples of
+    ``cfg.log_every`` (where callbacks fire). The points go to ``<run_dir>/fewshot.json`` with the probe's
+    settings and a digest of ``final.json``; a later call with the same settings reads them back.
+    """
+    import torch
+
+    from ..checkpoints import load_model
+    from ..data import get_info
+    from ..models import create_model
+    from ..train import train
+
+    run_dir = cfg.run_dir
+    path = run_dir / FEWSHOT_FILE
+    if path.exists() and (run_dir / "model.safetensors").exists():
+        saved = json.loads(path.read_text())
+        if (saved.get("probe") == probe.record() and saved.get("final_digest") == _digest(run_dir / "final.json")
+                and saved.get("at_steps") == sorted(at_steps)):
+            return run_dir
+    kwargs = progress_kwargs(label, cfg.steps)
+    show = kwargs.get("callback")
+    points = []
+    for stop in sorted(s for s in set(at_steps) if 0 < s < cfg.steps):
+        if stop % cfg.log_every:
+            raise ValueError(f"probe step {stop} is not a multiple of log_every={cfg.log_every}")
+
+        def pause(step: int, record: dict, stop=stop) -> None:
+            if show:
+                show(step, record)
+            if step == stop:
+                raise _PauseForProbe(stop)
+
+        try:
+            train(cfg, callback=pause, progress=kwargs.get("progress", True))
+            break  # finished before reaching the stop (resumed past it): no intermediate point there
+        except _PauseForProbe:
+            state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+            model = create_model(cfg.model, num_classes=get_info(cfg.dataset).num_classes, img_size=cfg.image_size,
+                                 **cfg.model_overrides)
+            model.load_state_dict(state["model"])
+            points.append({"step": int(state["step"]), **probe_model(model, probe, device)})
+            shots = ", ".join(f"{k}-shot {v['mean']:.1f}%" for k, v in points[-1]["fewshot"].items())
+            print(f"  {label}: paused at step {state['step']} to probe ({shots}); resuming", flush=True)
+    train(cfg, **kwargs)
+    final_step = json.loads((run_dir / "final.json").read_text())["step"]
+    points.append({"step": final_step, **probe_model(load_model(run_dir / "model.safetensors"), probe, device)})
+    atomic_write_text(path, json.dumps({"probe": probe.record(), "at_steps": sorted(at_steps),
+                                        "final_digest": _digest(run_dir / "final.json"), "points": points}, indent=1))
+    return run_dir

@@ -1,0 +1,422 @@
+"""Notebook 02: the position-embedding ablation (App. D.4, Table 8), every cell of the table.
+
+The same ViT, recipe, budget and seeds with each kind of position information — none; learned 1-D; learned
+2-D (X and Y tables of D/2, concatenated); 1-D relative attention — and, for 1-D and 2-D, each place it is
+added: once at the stem (the default, Eq. 1), a separate table at the input of every layer, or one table
+shared by every layer. The metric is the paper's: 5-shot linear accuracy of the frozen pre-trained
+representation (``repro.fewshot``, big_vision's ``fewshot_lsr``: pre-logits features after the tanh layer,
+support sets of sampling seeds 0, 1, 2, ridge lambda 2^10); beside it the trained classifier's test top-1.
+
+Departures (stated in the table note): the paper trains ViT-B/16 on JFT-300M and probes ImageNet; here a
+small ViT is trained from scratch on CIFAR-10 at 32 px and probed on CIFAR-10 too, so the probe measures how
+linearly separable the trained representation is, and no number is comparable with the paper's, only the
+ordering. The grid is 4x4 patches at ``cpu`` scale (patch 8) and 8x8 at ``gpu`` (patch 4); the paper's is
+14x14.
+
+Claims tested (``claims``): no position embedding is clearly worse; the kind of encoding barely matters;
+where it is added barely matters. The rules are in ``claims`` and ``repro.experiments.verdict_within``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..results import PAPER, claim_entry, load_run, repo_relative, results_dir, seed_stats, verdict_below
+from ..scales import Scale, get_scale
+from . import (VERDICT_WORDS, Probe, fewshot_top1, pooled_std, pretrain_departures_markdown, train_and_probe,
+               train_fields, verdict_within)
+
+NAME = "02_position_embeddings"
+KINDS = ("none", "1d", "2d", "relative")                       # Table 8's rows
+PLACEMENTS = ("stem", "every_layer", "every_layer_shared")      # Table 8's columns
+# The cells Table 8 fills: every kind at the stem, and 1-D / 2-D at the other two placements.
+CELLS = tuple((k, "stem") for k in KINDS) + tuple((k, p) for p in PLACEMENTS[1:] for k in ("1d", "2d"))
+KIND_LABELS = {"none": "none", "1d": "1-D", "2d": "2-D", "relative": "relative"}
+PLACEMENT_LABELS = {"stem": "stem", "every_layer": "every layer", "every_layer_shared": "every layer, shared"}
+SHOTS = 5
+# "Barely matters": the spread of means across cells is within this many points, or within the seed spread.
+TOLERANCE_POINTS = 1.0
+
+NONE_CLAIM = "Without position embeddings the model is clearly worse (App. D.4, Table 8)"
+KIND_CLAIM = "The kind of position encoding (1-D, 2-D, relative) barely matters (App. D.4, Table 8)"
+PLACEMENT_CLAIM = "Where the position embedding is added (stem, every layer, shared) barely matters (App. D.4, Table 8)"
+
+# This experiment's own choices per scale (the rest comes from repro.scales.SCALES).
+PRESETS = {
+    "smoke": dict(model="ViT-XXS/8", image_size=32, batch_size=32, steps=8, warmup_steps=2, lr=1e-3,
+                  seeds=(0,), placement_seeds=(0,), fewshot_max_train=200),
+    # To be calibrated by the lead's speed measurements: about 30 min on 2 cores for the whole notebook.
+    "cpu": dict(model="ViT-XS/8", image_size=32, batch_size=128, steps=1000, warmup_steps=100, lr=2e-3,
+                seeds=(0, 1, 2), placement_seeds=(0,), fewshot_max_train=5000),
+    "gpu": dict(model="ViT-Ti/4", image_size=32, batch_size=512, steps=3000, warmup_steps=300, lr=1e-3,
+                seeds=(0, 1, 2), placement_seeds=(0, 1, 2), fewshot_max_train=10000),
+}
+
+
+def cell_name(kind: str, placement: str) -> str:
+    """'1-D @ every layer': how a cell is named in claims, tables and figures."""
+    return f"{KIND_LABELS[kind]} @ {PLACEMENT_LABELS[placement]}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """What notebook 02 runs at one scale: the scale's preset plus this experiment's model and budget."""
+
+    scale: Scale
+    data_dir: Optional[str]
+    model: str
+    image_size: int          # px
+    batch_size: int
+    steps: int
+    warmup_steps: int
+    lr: float
+    seeds: tuple             # training seeds of the stem column (at least 3 outside smoke)
+    placement_seeds: tuple   # training seeds of the every-layer and shared columns (may be fewer)
+    fewshot_max_train: Optional[int]  # support sets are drawn from this many training images (None: all)
+
+    @property
+    def train_scale(self) -> Scale:
+        """The scale's preset with this experiment's model and budget (what ``train_fields`` reads)."""
+        return dataclasses.replace(self.scale, vit=self.model, image_size=self.image_size,
+                                   batch_size=self.batch_size, pretrain_steps=self.steps,
+                                   warmup_steps=self.warmup_steps, pretrain_lr=self.lr)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patches per side, (rows, columns)."""
+        from ..models import create_model
+        import torch
+        with torch.device("meta"):
+            model = create_model(self.model, num_classes=10, img_size=self.image_size)
+        return tuple(model.grid_size)
+
+    @property
+    def probe(self) -> Probe:
+        return Probe(dataset=self.scale.dataset, data_dir=self.data_dir, shots=(SHOTS,),
+                     max_train=self.fewshot_max_train or self.scale.max_train, max_test=self.scale.max_test)
+
+    @property
+    def decidable(self) -> bool:
+        """False at smoke scale: a few steps on a few hundred images test the plumbing, not the claims."""
+        return self.scale.name != "smoke"
+
+    def seeds_for(self, placement: str) -> tuple:
+        return self.seeds if placement == "stem" else self.placement_seeds
+
+    def budget(self) -> str:
+        """The notebook's training budget in one line: runs, steps, images."""
+        runs = sum(len(self.seeds_for(p)) for _, p in CELLS)
+        return (f"{len(CELLS)} cells of Table 8: {runs} training runs x {self.steps} steps x batch {self.batch_size} "
+                f"= {runs * self.steps} steps, {runs * self.steps * self.batch_size:,} images "
+                f"({self.model} at {self.image_size} px, a {self.grid[0]}x{self.grid[1]} patch grid; stem seeds "
+                f"{list(self.seeds)}, placement seeds {list(self.placement_seeds)})")
+
+
+def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None,
+               placement_seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None, **overrides) -> Config:
+    """The settings of notebook 02 at ``scale``; ``overrides`` (model, image_size, batch_size, steps,
+    warmup_steps, lr, fewshot_max_train) replace the preset's, None keeps it; an unknown key is an error."""
+    if scale not in PRESETS:
+        raise ValueError(f"notebook 02 runs at {sorted(PRESETS)}; at 'paper' scale Table 8 needs ViT-B/16 on "
+                         "JFT-300M, which is not public")
+    preset = get_scale(scale)
+    values = dict(PRESETS[scale])
+    unknown = sorted(set(overrides) - set(values))
+    if unknown:
+        raise TypeError(f"unknown setting(s) {unknown}; notebook 02 has {sorted(values)}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if seeds is not None:
+        values["seeds"] = seeds
+    if placement_seeds is not None:
+        values["placement_seeds"] = placement_seeds
+    values["seeds"], values["placement_seeds"] = tuple(values["seeds"]), tuple(values["placement_seeds"])
+    return Config(scale=preset, data_dir=data_dir if data_dir is not None else preset.data_dir, **values)
+
+
+def settings_markdown(config: Config) -> str:
+    """Where this notebook's pre-training departs from the paper (the pre-training rows of the README table)."""
+    return pretrain_departures_markdown(config.train_scale)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One finished run: a Table 8 cell at one training seed."""
+
+    kind: str          # none | 1d | 2d | relative
+    placement: str     # stem | every_layer | every_layer_shared
+    seed: int
+    run_dir: Path
+
+
+@dataclass
+class Runs:
+    """The runs of one execution of notebook 02, with where its results go."""
+
+    config: Config
+    out: Path                     # <out_dir>/02_position_embeddings/<scale>
+    records: list[RunRecord] = field(default_factory=list)
+
+    def select(self, **match) -> list[RunRecord]:
+        return [r for r in self.records if all(getattr(r, k) == v for k, v in match.items())]
+
+
+SIMILARITY_FILE = "position_similarity.json"
+
+
+def _save_similarity(run_dir: Path) -> None:
+    """Fig. 7 centre's numbers for one run (cosine similarity of the first table's patch embeddings), kept
+    beside the run so the figure is rebuilt from files; weights are not committed."""
+    from ..analysis import position_similarity
+    from ..checkpoints import load_model
+
+    model = load_model(run_dir / "model.safetensors")
+    sim = position_similarity(model)  # (N, N), class token dropped; every_layer: the first block's table
+    (run_dir / SIMILARITY_FILE).write_text(json.dumps({"grid": list(model.grid_size),
+                                                        "similarity": np.round(sim, 4).tolist()}))
+
+
+def run(scale: str, seeds: Optional[Sequence[int]] = None, placement_seeds: Optional[Sequence[int]] = None,
+        data_dir: Optional[str] = None, out_dir: str | Path = "../results", device: str = "auto",
+        **overrides) -> Runs:
+    """Pre-train the ViT once per Table 8 cell and seed (same recipe and budget), probe each with 5-shot
+    linear regression, and keep each 1-D / 2-D cell's position similarity (first seed). Runs that finished
+    before are found by their config and not trained again."""
+    from ..train import TrainConfig
+
+    config = get_config(scale, seeds=seeds, placement_seeds=placement_seeds, data_dir=data_dir, **overrides)
+    runs = Runs(config, results_dir(NAME, scale, out_dir))
+    print(config.budget(), flush=True)
+    for seed in sorted(set(config.seeds) | set(config.placement_seeds)):
+        for kind, placement in CELLS:
+            if seed not in config.seeds_for(placement):
+                continue
+            fields = train_fields(config.train_scale, "pretrain", "vit", data_dir=config.data_dir,
+                                  out_dir=runs.out / "runs", device=device, seed=seed)
+            fields["model_overrides"] = {**fields["model_overrides"], "pos_embed": kind,
+                                         "pos_embed_placement": placement}
+            cfg = TrainConfig(**fields)
+            run_dir = train_and_probe(cfg, config.probe, label=f"{cell_name(kind, placement)} seed {seed}",
+                                      device=device)
+            if kind in ("1d", "2d") and seed == config.seeds_for(placement)[0] and not (run_dir / SIMILARITY_FILE).exists():
+                _save_similarity(run_dir)
+            runs.records.append(RunRecord(kind, placement, seed, run_dir))
+    return runs
+
+
+# --- numbers ------------------------------------------------------------------------------------------
+
+def _fewshot(records: Sequence[RunRecord]) -> list[float]:
+    """5-shot linear top-1 (%) per training seed (each the mean over the probe's sampling seeds 0, 1, 2)."""
+    return [fewshot_top1(r.run_dir, SHOTS) for r in records]
+
+
+def _test_top1(records: Sequence[RunRecord]) -> list[float]:
+    return [100 * load_run(r.run_dir)["test_accuracy"] for r in records]
+
+
+def cell_stats(runs: Runs) -> dict[tuple[str, str], list]:
+    """``{(kind, placement): [mean, std, seeds]}`` of the 5-shot linear top-1 (%) of every cell that ran."""
+    return {cell: seed_stats(_fewshot(runs.select(kind=cell[0], placement=cell[1])))
+            for cell in CELLS if runs.select(kind=cell[0], placement=cell[1])}
+
+
+def _paper(kind: str, placement: str) -> Optional[float]:
+    ref = PAPER.get(f"table8/{kind}/{placement}")
+    return ref.value if ref else None
+
+
+def _format(stats: Optional[list]) -> str:
+    if stats is None:
+        return "not run"
+    mean, std, n = stats
+    return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "") + f" ({n} seed{'s' * (n > 1)})"
+
+
+def table8(runs: Runs) -> pd.DataFrame:
+    """Table 8's shape: rows none / 1-D / 2-D / relative, for each column (stem, every layer, every layer
+    shared) ours (5-shot linear top-1 %, mean ± std, seeds) and the paper's number beside it; "n/a" where
+    Table 8 has no cell."""
+    stats = cell_stats(runs)
+    rows = []
+    for kind in KINDS:
+        row = {"position embedding": KIND_LABELS[kind]}
+        for placement in PLACEMENTS:
+            label = PLACEMENT_LABELS[placement]
+            in_table = (kind, placement) in CELLS
+            row[f"{label}: ours"] = _format(stats.get((kind, placement))) if in_table else "n/a"
+            row[f"{label}: paper"] = f"{_paper(kind, placement):.3f}" if in_table else "n/a"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table(runs: Runs) -> pd.DataFrame:
+    """One row per cell: 5-shot linear and classifier test top-1 over seeds, the paper's Table 8 number, the
+    claim the cell enters and our verdict, cost and provenance."""
+    verdicts = {c["claim"]: VERDICT_WORDS[c["holds"]] for c in claims(runs)}
+    rows = []
+    for kind, placement in CELLS:
+        records = runs.select(kind=kind, placement=placement)
+        if not records:
+            continue
+        loaded = [load_run(r.run_dir) for r in records]
+        few, top1 = seed_stats(_fewshot(records)), seed_stats(_test_top1(records))
+        claim = (NONE_CLAIM if kind == "none" else KIND_CLAIM if placement == "stem" else PLACEMENT_CLAIM)
+        rows.append({
+            "position embedding": KIND_LABELS[kind], "placement": PLACEMENT_LABELS[placement], "seeds": few[2],
+            f"{SHOTS}-shot linear top-1 (%)": few[0], f"{SHOTS}-shot std (points)": few[1],
+            "test top-1 (%)": top1[0], "test top-1 std (points)": top1[1],
+            "paper 5-shot ImageNet (%)": _paper(kind, placement),
+            "params (M)": (loaded[0].get("params") or 0) / 1e6 or None,
+            "train images/s": pd.Series([r.get("images_per_s") for r in loaded], dtype=float).mean(),
+            "train min / run": pd.Series([r.get("train_seconds") for r in loaded], dtype=float).mean() / 60,
+            "hardware": loaded[0].get("device_name"), "data source": loaded[0].get("data_source"),
+            "paper": f"claim: {claim} — ours: {verdicts.get(claim, 'not tested')}",
+            "run dirs": "; ".join(repo_relative(r.run_dir) for r in records),
+        })
+    return pd.DataFrame(rows)
+
+
+def table_note(runs: Runs) -> str:
+    """What a reader needs to read the tables right (printed under them)."""
+    c = runs.config
+    note = (f"{SHOTS}-shot linear top-1: a ridge probe (lambda 2^10) on the frozen pre-logits features, "
+            f"{SHOTS} training images per class drawn with sampling seeds 0, 1, 2 (their mean per run), tested on "
+            f"the {'whole ' if c.scale.max_test is None else ''}test split; mean ± std over training seeds "
+            f"({len(c.seeds)} at the stem, {len(c.placement_seeds)} at the other placements). Test top-1: the "
+            f"trained classifier. Every cell: {c.model} at {c.image_size} px ({c.grid[0]}x{c.grid[1]} patches), "
+            f"{c.steps} steps of batch {c.batch_size}, lr {c.lr:g}. The paper's numbers are ViT-B/16 pre-trained "
+            "on JFT-300M and probed on ImageNet (14x14 patches): only the ordering is comparable. ")
+    if c.scale.dataset == "cifar10":
+        note += ("Here the probe's data set is the training set (CIFAR-10, the JPEG copy, quality ~75), so the "
+                 "probe measures how linearly separable the trained representation is. ")
+    if not c.decidable:
+        note += "Smoke scale: a few steps on a few hundred images prove the plumbing, not the claims."
+    return note.strip()
+
+
+# --- claims -------------------------------------------------------------------------------------------
+
+def claims(runs: Runs) -> list[dict]:
+    """The three claims of App. D.4, each with ours (mean, std, seeds per cell) and a computed verdict.
+
+    - none is clearly worse: none at the stem vs the best of 1-D / 2-D / relative at the stem; holds when
+      the gap exceeds the seed spread (``verdict_below``).
+    - the kind barely matters: 1-D, 2-D, relative at the stem; holds when the largest gap between their
+      means is within max(``TOLERANCE_POINTS``, the seed spread of that gap) (``verdict_within``).
+    - the placement barely matters: for 1-D and for 2-D, stem vs every layer vs shared, the same rule;
+      cells with one seed borrow the std pooled over the stem cells (same model and budget). Holds when it
+      holds for both kinds, fails when it fails for either, else undecided.
+    """
+    config, stats, out = runs.config, cell_stats(runs), []
+    undecidable = "smoke scale: a few steps on a few hundred images test the plumbing, not the claim"
+    metric = (f"CIFAR-10 {SHOTS}-shot linear top-1 (%) of the pre-logits representation, {config.model} trained "
+              f"{config.steps} steps at {config.image_size} px")
+    named = {cell_name(*cell): s for cell, s in stats.items()}
+
+    def ours(cells):  # per-seed numbers of the cells that ran, as claims.json keeps them
+        return {cell_name(*c): _fewshot(runs.select(kind=c[0], placement=c[1])) for c in cells if c in stats}
+
+    kinds = [(k, "stem") for k in ("1d", "2d", "relative") if (k, "stem") in stats]
+    if ("none", "stem") in stats and kinds:
+        best = max(kinds, key=lambda c: stats[c][0])
+        verdict = verdict_below(named, cell_name("none", "stem"), cell_name(*best), decidable=config.decidable,
+                                why_undecidable=undecidable)
+        out.append(claim_entry(NONE_CLAIM, "Table 8: none 61.382 vs 1-D 64.206, 2-D 64.001, relative 64.032 "
+                               "(ViT-B/16, ImageNet 5-shot linear): about 3 points worse",
+                               metric, ours([("none", "stem"), *kinds]), verdict))
+    if len(kinds) >= 2:
+        verdict = verdict_within({cell_name(*c): stats[c] for c in kinds}, tolerance=TOLERANCE_POINTS,
+                                 decidable=config.decidable, why_undecidable=undecidable)
+        out.append(claim_entry(KIND_CLAIM, "Table 8: 1-D 64.206, 2-D 64.001, relative 64.032 at the stem: within "
+                               "0.21 points", metric, ours(kinds), verdict))
+    noise = pooled_std([stats[c] for c in kinds])
+    per_kind = {}
+    for kind in ("1d", "2d"):
+        cells = [(kind, p) for p in PLACEMENTS if (kind, p) in stats]
+        if len(cells) >= 2:
+            per_kind[kind] = (cells, verdict_within({cell_name(*c): stats[c] for c in cells},
+                                                    tolerance=TOLERANCE_POINTS, fallback_std=noise,
+                                                    decidable=config.decidable, why_undecidable=undecidable))
+    if per_kind:
+        verdicts = [holds for _, (holds, _) in per_kind.values()]
+        holds = (False if False in verdicts else None if None in verdicts else True)
+        why = "; ".join(f"{KIND_LABELS[k]}: {why}" for k, (_, (_, why)) in per_kind.items())
+        cells = [c for cs, _ in per_kind.values() for c in cs]
+        out.append(claim_entry(PLACEMENT_CLAIM, "Table 8: 1-D 64.206 / 63.964 / 64.292 and 2-D 64.001 / 64.046 / "
+                               "64.022 at stem / every layer / every layer shared: within 0.33 points",
+                               metric, ours(cells), (holds, why)))
+    return out
+
+
+# --- figure and summary -------------------------------------------------------------------------------
+
+def similarity_mosaic(similarity: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Fig. 7 centre as one image: tile (r, c) is patch (r, c)'s similarity with every patch, tiles separated
+    by one NaN row / column. similarity (N, N), N = gh * gw -> (gh * (gh + 1) - 1, gw * (gw + 1) - 1)."""
+    gh, gw = grid
+    sim = np.asarray(similarity, dtype=float).reshape(gh, gw, gh, gw)  # (query row, col, key row, col)
+    mosaic = np.full((gh * (gh + 1) - 1, gw * (gw + 1) - 1), np.nan)
+    for r in range(gh):
+        for c in range(gw):
+            mosaic[r * (gh + 1): r * (gh + 1) + gh, c * (gw + 1): c * (gw + 1) + gw] = sim[r, c]
+    return mosaic
+
+
+def plot_similarity(runs: Runs) -> Path:
+    """``position_similarity.png``: Fig. 7 centre for every 1-D / 2-D cell (first seed), one panel each.
+    Tile (r, c) of a panel: cosine similarity of patch (r, c)'s position embedding with every patch's
+    (every-layer cells: the first layer's table). None and relative have no absolute table to show."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for kind, placement in CELLS:
+        records = runs.select(kind=kind, placement=placement)
+        path = records[0].run_dir / SIMILARITY_FILE if records else None
+        if path is not None and path.exists():
+            saved = json.loads(path.read_text())
+            panels.append((cell_name(kind, placement), similarity_mosaic(saved["similarity"], saved["grid"])))
+    if not panels:
+        raise ValueError("no run with a 1-D or 2-D position table to draw")
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.3 * rows), squeeze=False)
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("white")
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, mosaic) in zip(axes.flat, panels):
+        image = ax.imshow(mosaic, vmin=-1, vmax=1, cmap=cmap, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=axes, shrink=0.7, label="cosine similarity")
+    c = runs.config
+    fig.suptitle(f"notebook 02, scale {c.scale.name}: position embedding similarity (Fig. 7 centre), {c.model}, "
+                 f"seed {c.seeds[0]}", fontsize=9)
+    out = runs.out / "position_similarity.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def summary(runs: Runs, found: Sequence[dict]) -> str:
+    """A closing paragraph in Markdown, generated from the claims' numbers and verdicts."""
+    first = load_run(runs.records[0].run_dir) if runs.records else {}
+    c = runs.config
+    lines = [f"**Summary** (scale `{c.scale.name}`, {c.model} at {c.image_size} px, {c.steps} steps, stem seeds "
+             f"{list(c.seeds)}, placement seeds {list(c.placement_seeds)}, {first.get('device_name', '—')}, data: "
+             f"{first.get('data_source', '—')}):", ""]
+    lines += [f"- {e['claim']}: **{VERDICT_WORDS[e['holds']]}**: {e['why']}." for e in found]
+    if not c.decidable:
+        lines += ["", "At smoke scale these runs prove the plumbing, not the claims: run `cpu` or `gpu` for verdicts."]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["NAME", "CELLS", "Config", "RunRecord", "Runs", "get_config", "settings_markdown", "run", "cell_stats",
+           "table", "table8", "table_note", "claims", "plot_similarity", "similarity_mosaic", "summary"]

@@ -1,0 +1,195 @@
+"""Notebooks 02 (Table 8) and 03 (class token vs GAP): verdicts and tables from hand-made run directories."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from repro.experiments import FEWSHOT_FILE, verdict_within
+from repro.experiments import cls_vs_gap as gap_exp
+from repro.experiments import position_embeddings as pos_exp
+from repro.results import PAPER
+
+
+def fake_run(run_dir: Path, *, fewshot: float, test: float, model="ViT-XXS/8") -> Path:
+    """A finished, probed run directory as ``train_and_probe`` leaves it, with made-up numbers (%)."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"model": model, "model_overrides": {}, "dataset": "cifar10",
+                                                     "image_size": 32, "batch_size": 8, "steps": 10, "seed": 0}))
+    (run_dir / "final.json").write_text(json.dumps({"step": 10, "test": {"accuracy": test / 100, "loss": 1.0},
+                                                    "train_seconds": 60.0}))
+    (run_dir / "env.json").write_text(json.dumps({"device_name": "test CPU"}))
+    (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"event": "start", "step": 0, "params": 150_000, "data_source": "embedded mini CIFAR-10"},
+        {"event": "train", "step": 10, "loss": 1.5, "accuracy": 0.4, "images_per_s": 120.0}]) + "\n")
+    points = [{"step": s, "fewshot": {"5": {"mean": fewshot - 10 + s, "std": 0.5, "per_seed": []}},
+               "classifier_test_top1": test - 10 + s} for s in (5, 10)]
+    (run_dir / FEWSHOT_FILE).write_text(json.dumps({"points": points}))
+    return run_dir
+
+
+# --- the rule for "barely matters" ---------------------------------------------------------------------
+
+def test_verdict_within_tolerance_spread_and_fallback():
+    assert verdict_within({"a": [60.0, 0.1, 3], "b": [60.8, 0.1, 3]}, tolerance=1.0)[0] is True   # within 1 point
+    assert verdict_within({"a": [60.0, 0.1, 3], "b": [62.0, 0.1, 3]}, tolerance=1.0)[0] is False  # 2 points, tight
+    holds, why = verdict_within({"a": [60.0, 2.0, 3], "b": [62.0, 2.0, 3]}, tolerance=1.0)       # noisy: within
+    assert holds is True and "seed spread 2.83" in why
+    # Three entries: the extremes decide, the middle one does not.
+    assert verdict_within({"a": [60.0, 0.1, 3], "m": [61.0, 0.1, 3], "b": [62.5, 0.1, 3]}, tolerance=1.0)[0] is False
+    # One-seed cells: without a fallback only the tolerance counts; with one, it stands in and says so.
+    one_seed = {"a": [60.0, None, 1], "b": [61.5, None, 1]}
+    holds, why = verdict_within(one_seed, tolerance=1.0)
+    assert holds is False and "unknown" in why
+    holds, why = verdict_within(one_seed, tolerance=1.0, fallback_std=1.5)
+    assert holds is True and "borrow" in why
+    holds, why = verdict_within(one_seed, tolerance=1.0, decidable=False, why_undecidable="too small")
+    assert holds is None and why.startswith("too small")
+
+
+# --- notebook 02: Table 8 ------------------------------------------------------------------------------
+
+def make_pos_runs(tmp_path, values: dict, scale="cpu") -> pos_exp.Runs:
+    """Runs of notebook 02: ``values`` maps (kind, placement) to its 5-shot top-1 (%) per seed."""
+    stem_seeds = max(len(v) for (k, p), v in values.items() if p == "stem")
+    other = [len(v) for (k, p), v in values.items() if p != "stem"]
+    config = pos_exp.get_config(scale, seeds=list(range(stem_seeds)), placement_seeds=list(range(max(other or [1]))))
+    runs = pos_exp.Runs(config, tmp_path)
+    for (kind, placement), per_seed in values.items():
+        for seed, v in enumerate(per_seed):
+            run_dir = fake_run(tmp_path / f"{kind}-{placement}-{seed}", fewshot=v, test=v + 5)
+            runs.records.append(pos_exp.RunRecord(kind, placement, seed, run_dir))
+    return runs
+
+
+def table8_values(none=(50.0, 50.5, 49.5), d1=(60.0, 60.5, 59.5), d2=(60.2, 60.0, 60.4), rel=(59.8, 60.3, 60.1),
+                  placements=None):
+    values = {("none", "stem"): none, ("1d", "stem"): d1, ("2d", "stem"): d2, ("relative", "stem"): rel}
+    values.update(placements if placements is not None else {
+        ("1d", "every_layer"): (60.1,), ("2d", "every_layer"): (60.3,),
+        ("1d", "every_layer_shared"): (59.9,), ("2d", "every_layer_shared"): (60.0,)})
+    return values
+
+
+def test_table8_has_the_papers_shape_and_numbers(tmp_path):
+    t8 = pos_exp.table8(make_pos_runs(tmp_path, table8_values()))
+    assert list(t8["position embedding"]) == ["none", "1-D", "2-D", "relative"]
+    assert list(t8.columns) == ["position embedding", "stem: ours", "stem: paper", "every layer: ours",
+                                "every layer: paper", "every layer, shared: ours", "every layer, shared: paper"]
+    # n/a exactly where Table 8 has no cell: none and relative off the stem.
+    for row in ("none", "relative"):
+        cells = t8.set_index("position embedding").loc[row]
+        assert cells["every layer: ours"] == cells["every layer, shared: paper"] == "n/a"
+    papers = t8.set_index("position embedding")
+    assert papers.loc["1-D", "every layer, shared: paper"] == "64.292"
+    assert papers.loc["none", "stem: paper"] == "61.382" and papers.loc["2-D", "every layer: paper"] == "64.046"
+    assert papers.loc["1-D", "stem: ours"] == "60.00 ± 0.50 (3 seeds)"
+    assert papers.loc["2-D", "every layer: ours"] == "60.30 (1 seed)"
+    assert PAPER["table8/relative/stem"].value == 64.032
+
+
+def test_position_claims_hold_on_table8_like_numbers(tmp_path):
+    runs = make_pos_runs(tmp_path, table8_values())
+    none, kind, placement = pos_exp.claims(runs)
+    assert none["claim"] == pos_exp.NONE_CLAIM and none["holds"] is True and "2-D @ stem" in none["why"]
+    assert kind["holds"] is True and set(kind["ours"]) == {"1-D @ stem", "2-D @ stem", "relative @ stem"}
+    assert placement["holds"] is True and "borrow" in placement["why"]  # one-seed cells use the stem std
+    assert placement["ours"]["1-D @ every layer"] == [60.1, None, 1]
+    table = pos_exp.table(runs)
+    assert len(table) == 8 and table["paper"].str.contains("claim: ").all()
+    assert table.loc[0, "test top-1 (%)"] == pytest.approx(55.0)
+
+
+@pytest.mark.parametrize("values, expected", [
+    (table8_values(none=(59.0, 61.0, 60.0)), (None, True, True)),                 # none within the spread
+    (table8_values(rel=(55.0, 55.2, 54.8)), (True, False, True)),                 # relative 5 points down
+    (table8_values(placements={("1d", "every_layer"): (57.0,), ("2d", "every_layer"): (60.3,),
+                               ("1d", "every_layer_shared"): (59.9,), ("2d", "every_layer_shared"): (60.0,)}),
+     (True, True, False)),                                                        # 1-D every layer 3 points down
+])
+def test_position_claim_verdicts_follow_the_numbers(tmp_path, values, expected):
+    assert tuple(c["holds"] for c in pos_exp.claims(make_pos_runs(tmp_path, values))) == expected
+
+
+def test_smoke_scale_leaves_position_claims_undecided(tmp_path):
+    found = pos_exp.claims(make_pos_runs(tmp_path, table8_values(), scale="smoke"))
+    assert [c["holds"] for c in found] == [None, None, None] and all("plumbing" in c["why"] for c in found)
+
+
+def test_similarity_mosaic_places_each_patch_tile():
+    grid = (2, 3)
+    sim = np.arange(36, dtype=float).reshape(6, 6)   # row i: patch i's similarity with every patch
+    mosaic = pos_exp.similarity_mosaic(sim, grid)
+    assert mosaic.shape == (2 * 3 - 1, 3 * 4 - 1)
+    np.testing.assert_array_equal(mosaic[3:5, 4:7], sim[4].reshape(2, 3))  # patch (1, 1) = raster index 4
+    assert np.isnan(mosaic[2]).all() and np.isnan(mosaic[:, 3]).all()     # separators
+
+
+def test_configs_check_their_settings():
+    cpu = pos_exp.get_config("cpu")
+    assert (cpu.model, cpu.image_size, cpu.batch_size, cpu.steps, cpu.lr) == ("ViT-XS/8", 32, 128, 1000, 2e-3)
+    assert cpu.grid == (4, 4) and len(cpu.seeds) >= 3
+    gpu = pos_exp.get_config("gpu")
+    assert gpu.grid == (8, 8) and len(gpu.seeds) == len(gpu.placement_seeds) == 3
+    assert pos_exp.get_config("cpu", steps=200, lr=None).steps == 200
+    with pytest.raises(TypeError, match="unknown setting"):
+        pos_exp.get_config("cpu", stpes=200)
+    with pytest.raises(ValueError, match="JFT"):
+        gap_exp.get_config("paper")
+    # The training fields carry this experiment's model and budget and the tanh pre-logits layer of its width.
+    from repro.experiments import train_fields
+    fields = train_fields(cpu.train_scale, "pretrain", "vit", data_dir=None, out_dir="runs", device="cpu")
+    assert (fields["model"], fields["steps"], fields["lr"]) == ("ViT-XS/8", 1000, 2e-3)
+    assert fields["model_overrides"]["representation_size"] == 128
+
+
+# --- notebook 03: class token vs GAP -------------------------------------------------------------------
+
+def make_gap_runs(tmp_path, values: dict, scale="cpu") -> gap_exp.Runs:
+    """Runs of notebook 03: ``values`` maps (pool, lr) to its final 5-shot top-1 (%) per seed."""
+    lrs = sorted({lr for _, lr in values})
+    seeds = max(len(v) for v in values.values())
+    runs = gap_exp.Runs(gap_exp.get_config(scale, seeds=list(range(seeds)), lrs=lrs), tmp_path)
+    for (pool, lr), per_seed in values.items():
+        for seed, v in enumerate(per_seed):
+            run_dir = fake_run(tmp_path / f"{pool}-{lr}-{seed}", fewshot=v, test=v + 3)
+            runs.records.append(gap_exp.RunRecord(pool, lr, seed, run_dir))
+    return runs
+
+
+def fig9_values(cls=(40.0, 50.0, 45.0), gap=(50.0, 44.0, 38.0)):
+    """Per lr (1e-3, 3e-3, 9e-3): a class token best at 3e-3 and GAP best at 1e-3, by default."""
+    lrs = (1e-3, 3e-3, 9e-3)
+    out = {}
+    for pool, means in (("cls", cls), ("gap", gap)):
+        for lr, m in zip(lrs, means):
+            out[(pool, lr)] = (m - 0.5, m, m + 0.5)
+    return out
+
+
+@pytest.mark.parametrize("cls, gap, expected", [
+    ((40.0, 50.0, 45.0), (50.0, 44.0, 38.0), (True, True)),    # the paper's picture
+    ((40.0, 50.0, 45.0), (44.0, 50.3, 38.0), (True, False)),   # GAP best at the class token's lr
+    ((40.0, 50.0, 45.0), (50.0, 49.8, 38.0), (True, None)),    # GAP's best lower, but within the spread
+    ((40.0, 50.0, 45.0), (46.0, 44.0, 38.0), (False, True)),   # GAP 4 points worse at its best
+])
+def test_cls_vs_gap_verdicts_follow_the_numbers(tmp_path, cls, gap, expected):
+    runs = make_gap_runs(tmp_path, fig9_values(cls, gap))
+    same, lr = gap_exp.claims(runs)
+    assert (same["holds"], lr["holds"]) == expected
+    assert "best lrs: class token 0.003" in same["why"]
+    assert set(same["ours"]) == {"class token @ lr 0.003", f"GAP @ lr {gap_exp.best_lr(gap_exp.group_stats(runs), 'gap'):g}"}
+
+
+def test_cls_vs_gap_table_curves_and_probe_steps(tmp_path):
+    runs = make_gap_runs(tmp_path, fig9_values())
+    table = gap_exp.table(runs)
+    assert len(table) == 6 and table["best lr of this pool"].sum() == 2
+    best = table[table["best lr of this pool"]].set_index("pool")["lr"]
+    assert best["class token"] == "0.003" and best["GAP"] == "0.001"
+    assert {"test top-1 (%)", "params (M)", "train images/s", "paper"} <= set(table.columns)
+    curves = gap_exp.curves(runs)
+    assert len(curves) == 6 * 3 * 2 and sorted(curves["step"].unique()) == [5, 10]
+    assert gap_exp.get_config("cpu").probe_steps == (250, 500, 750)
+    smoke = gap_exp.get_config("smoke")
+    assert all(s % smoke.scale.log_every == 0 and 0 < s < smoke.steps for s in smoke.probe_steps)

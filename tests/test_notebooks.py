@@ -18,7 +18,7 @@ EXPECTED_FILES = {
     "03_cls_vs_gap": ["table.csv", "table.md", "curves.csv", "claims.json", "accuracy_vs_steps.png"],
 }
 # Notebooks whose claims.json is checked (every notebook will write one).
-WRITES_CLAIMS = {"01_pretrain_and_transfer"}
+WRITES_CLAIMS = {"01_pretrain_and_transfer", "02_position_embeddings", "03_cls_vs_gap"}
 
 
 def absolute_occurrences(text: str, path) -> list[str]:

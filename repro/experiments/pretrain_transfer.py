@@ -25,7 +25,7 @@ import pandas as pd
 from ..scales import Scale, get_scale
 from ..results import (PAPER, claim_entry, claims_markdown, load_run, plot_curves, repo_relative, results_dir,
                        seed_stats, training_flops, verdict_below)
-from . import progress_kwargs
+from . import VERDICT_WORDS, progress_kwargs, train_fields
 
 NAME = "01_pretrain_and_transfer"
 FAMILIES = ("ViT", "BiT")
@@ -100,11 +100,8 @@ class Runs:
 
 def _fields(config: Config, stage: str, family: str, runs_root: Path, device: str, **extra) -> dict:
     """The scale's TrainConfig fields for a stage and model family, with this notebook's paths."""
-    fields = {**config.scale.train_fields(stage, family.lower()), "data_dir": config.data_dir, "device": device,
-              "out_dir": str(runs_root), **extra}
-    if "data_image_size" in fields and "image_size" in extra:  # decode at the model's resolution
-        fields["data_image_size"] = extra["image_size"]
-    return fields
+    return train_fields(config.scale, stage, family, data_dir=config.data_dir, out_dir=runs_root, device=device,
+                        **extra)
 
 
 def _finetune(config: Config, runs: Runs, *, family: str, dataset: str, seed: int, init_from: str,
@@ -197,8 +194,7 @@ def _groups(runs: Runs) -> dict[tuple, list[RunRecord]]:
 
 
 def _claim_verdicts(runs: Runs) -> dict[str, str]:
-    verdicts = {True: "holds", False: "does not hold", None: "undecided"}
-    return {c["claim"]: verdicts[c["holds"]] for c in claims(runs)}
+    return {c["claim"]: VERDICT_WORDS[c["holds"]] for c in claims(runs)}
 
 
 def table(runs: Runs) -> pd.DataFrame:
@@ -358,13 +354,12 @@ def plot(runs: Runs) -> Path:
 
 def summary(runs: Runs, found: Sequence[dict]) -> str:
     """A closing paragraph in Markdown, generated from the claims' numbers and verdicts."""
-    verdicts = {True: "holds", False: "does not hold", None: "undecided"}
     rows = [load_run(r.run_dir) for r in runs.records[:1]]
     hardware = rows[0].get("device_name") if rows else "—"
     source = rows[0].get("data_source") if rows else "—"
     lines = [f"**Summary** (scale `{runs.config.scale.name}`, {len(runs.config.seeds)} seed(s), {hardware}, "
              f"data: {source}):", ""]
-    lines += [f"- {c['claim']}: **{verdicts[c['holds']]}**: {c['why']}." for c in found]
+    lines += [f"- {c['claim']}: **{VERDICT_WORDS[c['holds']]}**: {c['why']}." for c in found]
     if runs.unavailable:
         lines.append(f"- Not run (data set unavailable): {', '.join(runs.unavailable)}.")
     if not runs.config.decidable:

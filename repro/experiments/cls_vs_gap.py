@@ -42,8 +42,9 @@ LR_CLAIM = "Global average pooling needs a lower learning rate than the class to
 PRESETS = {
     "smoke": dict(model="ViT-XXS/8", image_size=32, batch_size=32, steps=8, warmup_steps=2, lrs=(3e-4, 1e-3),
                   seeds=(0,), probes=1, fewshot_max_train=200),
-    # To be calibrated by the lead's speed measurements: about 30 min on 2 cores for the whole notebook.
-    "cpu": dict(model="ViT-XS/8", image_size=32, batch_size=128, steps=1000, warmup_steps=100,
+    # Sized from measured throughput on 2 cores (ViT-XXS/4 at ~1100 images/s at 32 px; benchmarks/RESULTS.md):
+    # 18 runs of 600 steps x 128 images is ~21 min of training, plus the probes along the way.
+    "cpu": dict(model="ViT-XXS/4", image_size=32, batch_size=128, steps=600, warmup_steps=60,
                 lrs=(7e-4, 2e-3, 6e-3), seeds=(0, 1, 2), probes=3, fewshot_max_train=5000),
     "gpu": dict(model="ViT-Ti/4", image_size=32, batch_size=512, steps=3000, warmup_steps=300,
                 lrs=(3e-4, 1e-3, 3e-3), seeds=(0, 1, 2), probes=3, fewshot_max_train=10000),

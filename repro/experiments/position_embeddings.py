@@ -51,8 +51,10 @@ PLACEMENT_CLAIM = "Where the position embedding is added (stem, every layer, sha
 PRESETS = {
     "smoke": dict(model="ViT-XXS/8", image_size=32, batch_size=32, steps=8, warmup_steps=2, lr=1e-3,
                   seeds=(0,), placement_seeds=(0,), fewshot_max_train=200),
-    # To be calibrated by the lead's speed measurements: about 30 min on 2 cores for the whole notebook.
-    "cpu": dict(model="ViT-XS/8", image_size=32, batch_size=128, steps=1000, warmup_steps=100, lr=2e-3,
+    # Sized from measured throughput on 2 cores (ViT-XXS/4 trains at ~1100 images/s at 32 px, ~830 with relative
+    # attention; benchmarks/RESULTS.md): 16 runs of 600 steps x 128 images is ~20 min of training, plus the
+    # evaluations and few-shot probes. Patch 4 gives the 8x8 grid (patch 8 would give 4x4).
+    "cpu": dict(model="ViT-XXS/4", image_size=32, batch_size=128, steps=600, warmup_steps=60, lr=2e-3,
                 seeds=(0, 1, 2), placement_seeds=(0,), fewshot_max_train=5000),
     "gpu": dict(model="ViT-Ti/4", image_size=32, batch_size=512, steps=3000, warmup_steps=300, lr=1e-3,
                 seeds=(0, 1, 2), placement_seeds=(0, 1, 2), fewshot_max_train=10000),

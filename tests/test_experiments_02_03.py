@@ -128,7 +128,7 @@ def test_similarity_mosaic_places_each_patch_tile():
 def test_configs_check_their_settings():
     cpu = pos_exp.get_config("cpu")
     assert (cpu.model, cpu.image_size, cpu.batch_size, cpu.steps, cpu.lr) == ("ViT-XXS/4", 32, 128, 600, 2e-3)
-    assert cpu.grid == (4, 4) and len(cpu.seeds) >= 3
+    assert cpu.grid == (8, 8) and len(cpu.seeds) >= 3
     gpu = pos_exp.get_config("gpu")
     assert gpu.grid == (8, 8) and len(gpu.seeds) == len(gpu.placement_seeds) == 3
     assert pos_exp.get_config("cpu", steps=200, lr=None).steps == 200

@@ -61,7 +61,7 @@ def main():
     p.add_argument("--model", default="ViT-XS/4")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--img-size", type=int, default=32)
+    p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds per comparison; the best round counts")
     p.add_argument("--dataset", default="cifar10")
     p.add_argument("--data-dir", default=None, help="default: the lookup order of repro.data")
@@ -70,11 +70,11 @@ def main():
     device = torch.device(args.device)
     amp_cfg = TrainConfig(amp="auto")
     torch.manual_seed(0)
-    ours = create_model(args.model, num_classes=10, img_size=args.img_size)
-    x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device)
+    ours = create_model(args.model, num_classes=10, img_size=args.image_size)
+    x = torch.randn(args.batch, 3, args.image_size, args.image_size, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
     synthetic = lambda i: (x, y)  # noqa: E731
-    print(f"model {args.model} at {args.img_size}px, batch {args.batch}, {args.steps} steps, device {device} "
+    print(f"model {args.model} at {args.image_size}px, batch {args.batch}, {args.steps} steps, device {device} "
           f"({torch.get_num_threads()} CPU threads), torch {torch.__version__}, timm {timm.__version__}")
 
     if hasattr(ours, "blocks") and not hasattr(ours.patch_embed, "backbone") and ours.cfg.pos_embed == "1d":
@@ -88,9 +88,9 @@ def main():
         print(f"ours vs timm (synthetic batch): ours {o:.0f} img/s, timm {t:.0f} img/s, ratio ours/timm {o / t:.3f}")
 
     arrays = data_lib.get_datasets(args.dataset, data_dir=args.data_dir, heldout=False)["train"]
-    out_size = args.img_size if args.img_size != arrays.images.shape[-1] else None
+    resize_to = args.image_size if args.image_size != arrays.images.shape[-1] else None
     loader = DeviceLoader(arrays, args.batch, device=device, train=True, seed=0, crop_padding=4, flip=True,
-                                   out_size=out_size)
+                                   image_size=resize_to)
     # Alternate in rounds and keep each side's best round, so that machine noise hits both alike.
     reals, synths = [], []
     for _ in range(args.rounds):

@@ -132,7 +132,7 @@ def _evaluate_command(args) -> int:
     arrays = splits[args.split]
     image_size = model.cfg.img_size[0] if hasattr(model.cfg, "img_size") else arrays.images.shape[-1]
     loader = DeviceLoader(arrays, 256, device=device, train=False, seed=seed,
-                                   out_size=resize_target(image_size, arrays))
+                                   image_size=resize_target(image_size, arrays))
     metrics = evaluate(model, loader, TrainConfig(), device)
     print(json.dumps({"checkpoint": args.checkpoint, "dataset": args.dataset, "split": args.split, **metrics}, indent=2))
     return 0

@@ -242,7 +242,7 @@ def extract_features(model: nn.Module, images_or_loader, batch_size: int = 256,
     ``repro.data.normalize``); or an iterable of such batches or of (x, y) pairs
     (e.g. an eval ``DeviceLoader``; the labels are ignored, keep your own).
     Images of another size than the model's ``cfg.img_size`` are resized on the
-    fly (bilinear, antialiased, like ``DeviceLoader(out_size=...)``).
+    fly (bilinear, antialiased, like ``DeviceLoader(image_size=...)``).
     The model runs in eval mode under no_grad; its train/eval mode is restored.
     ``device`` defaults to the model's own device.
     """

@@ -65,7 +65,7 @@ class DeviceLoader:
             reflection), "inception" (random-resized crop, area 5-100%) or "none".
         crop_padding: for ``crop="pad"``; 0 = no crop.
         flip: train only; random horizontal flip with probability 1/2.
-        out_size: int or (H, W); resize every batch on the device (bilinear,
+        image_size: int or (H, W); resize every batch on the device (bilinear,
             antialiased), e.g. fine-tuning at a higher resolution than stored.
             Applies in train and eval.
         rank, world_size: this process's share of each global batch.
@@ -75,7 +75,7 @@ class DeviceLoader:
 
     def __init__(self, data: ImageArrays, batch_size: int, device: Union[str, torch.device] = "cpu", *,
                  train: bool, seed: int = 0, crop: str = "pad", crop_padding: int = 0, flip: bool = False,
-                 out_size: Optional[ImageSize] = None, rank: int = 0, world_size: int = 1,
+                 image_size: Optional[ImageSize] = None, rank: int = 0, world_size: int = 1,
                  drop_last: Optional[bool] = None):
         if batch_size <= 0 or batch_size % world_size:
             raise ValueError(f"batch_size {batch_size} must be a positive multiple of world_size {world_size}")
@@ -90,7 +90,7 @@ class DeviceLoader:
         self.batch_size, self.local_batch_size = batch_size, batch_size // world_size
         self.train, self.seed = train, seed
         self.crop, self.crop_padding, self.flip = crop, int(crop_padding), bool(flip)
-        self.out_size = _as_hw(out_size)
+        self.image_size = _as_hw(image_size)
         self.rank, self.world_size = rank, world_size
         self.drop_last = train if drop_last is None else drop_last
         h, w = self.images.shape[-2:]
@@ -141,8 +141,8 @@ class DeviceLoader:
         else:
             x = self.images[idx]  # (b, 3, H, W) uint8
         x = normalize(x)
-        if self.out_size is not None and tuple(x.shape[-2:]) != self.out_size:
-            x = F.interpolate(x, size=self.out_size, mode="bilinear", antialias=True, align_corners=False)
+        if self.image_size is not None and tuple(x.shape[-2:]) != self.image_size:
+            x = F.interpolate(x, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
         return x, self.labels[idx]
 
     def _to_device(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
@@ -177,7 +177,7 @@ class DeviceLoader:
     def _inception_crop(self, idx: torch.Tensor, step: int, global_b: int, lo: int, hi: int) -> torch.Tensor:
         """Inception-style random-resized crop + flip of rows `idx`: float (b, 3, out_h, out_w) in [-1, 1]."""
         h, w = self.images.shape[-2:]
-        out_h, out_w = self.out_size or (h, w)
+        out_h, out_w = self.image_size or (h, w)
         g = _generator(self.seed, _TAG_AUG, int(step))
         boxes = inception_crop_boxes(global_b, h, w, g)[lo:hi]  # (b, 4) top, left, height, width in pixels
         flips = self._flips(g, global_b, lo, hi)

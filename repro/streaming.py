@@ -281,7 +281,7 @@ def rank_shards(num_shards: int, *, train: bool, seed: int, epoch: int, rank: in
 class _Transform:
     """Decode + augment one sample in a worker: encoded bytes -> uint8 (3, H, W)."""
 
-    out_size: tuple[int, int]
+    image_size: tuple[int, int]
     train: bool
     crop: str
     crop_padding: int
@@ -291,7 +291,7 @@ class _Transform:
     def __call__(self, payload: bytes, sample: int, epoch: int) -> torch.Tensor:
         from PIL import Image
 
-        out_h, out_w = self.out_size
+        out_h, out_w = self.image_size
         with Image.open(io.BytesIO(payload)) as im:
             im = im.convert("RGB")
         if not self.train:  # evaluation: the whole image, resized (official pipeline: no central crop)

@@ -618,15 +618,15 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
             heldout=cfg.heldout, max_train=cfg.max_train, max_test=cfg.max_test, source=source,
         )
         train_data = splits["train"]
-        out_size = resize_target(cfg.image_size, train_data)
+        resize_to = resize_target(cfg.image_size, train_data)
         train_loader = DeviceLoader(
             train_data, cfg.batch_size, device=device, train=True, seed=cfg.seed, crop=cfg.crop,
-            crop_padding=cfg.crop_padding, flip=cfg.flip, out_size=out_size, rank=dist.rank,
+            crop_padding=cfg.crop_padding, flip=cfg.flip, image_size=resize_to, rank=dist.rank,
             world_size=dist.world_size,
         )
         eval_loaders = {
             name: DeviceLoader(arrays, max(cfg.batch_size, 256), device=device, train=False, seed=cfg.seed,
-                               out_size=out_size)
+                               image_size=resize_to)
             for name, arrays in splits.items() if name == "val" or (name == "test" and cfg.eval_on_test)
         }
         # Portable (no absolute path) and complete: where the data came from and how many images each split has.

@@ -83,10 +83,10 @@ def test_eval_iteration_covers_every_example_once():
     assert torch.equal(seen, ds.labels)
 
 
-def test_normalize_and_out_size():
+def test_normalize_and_image_size():
     x = normalize(torch.tensor([0, 255], dtype=torch.uint8))
     assert x.tolist() == [-1.0, 1.0]
-    xb, _ = DeviceLoader(arrays(), 8, train=False, out_size=16).get_batch(0)
+    xb, _ = DeviceLoader(arrays(), 8, train=False, image_size=16).get_batch(0)
     assert xb.shape == (8, 3, 16, 16) and xb.min() >= -1 and xb.max() <= 1
 
 
@@ -113,7 +113,7 @@ def test_inception_crop_takes_a_resized_window_of_the_image():
     col = (torch.arange(w, dtype=torch.uint8) * 16)  # every pixel = 16 * its column
     imgs = col.expand(64, 3, w, w).clone()
     ds = data.ImageArrays(imgs, torch.zeros(64, dtype=torch.long), 10, "cifar10", "train", "test")
-    loader = DeviceLoader(ds, 64, train=True, seed=0, crop="inception", flip=True, out_size=24)
+    loader = DeviceLoader(ds, 64, train=True, seed=0, crop="inception", flip=True, image_size=24)
     x, _ = loader.get_batch(0)
     assert x.shape == (64, 3, 24, 24) and x.min() >= -1 - 1e-6 and x.max() <= 1 + 1e-6
     diffs = x[:, 0, 0, 1:] - x[:, 0, 0, :-1]  # (64, 23) along each first row
@@ -128,7 +128,7 @@ def test_inception_crop_takes_a_resized_window_of_the_image():
 
 
 def test_inception_crop_ranks_match_one_process():
-    kw = dict(train=True, seed=3, crop="inception", flip=True, out_size=12)
+    kw = dict(train=True, seed=3, crop="inception", flip=True, image_size=12)
     full = DeviceLoader(arrays(), 8, **kw)
     parts = [DeviceLoader(arrays(), 8, rank=r, world_size=2, **kw) for r in range(2)]
     x, _ = full.get_batch(2)
@@ -137,5 +137,5 @@ def test_inception_crop_ranks_match_one_process():
 
 def test_eval_resizes_the_whole_image_without_a_crop():
     ds = arrays(n=4, h=8, w=8)
-    x, _ = DeviceLoader(ds, 4, train=False, crop="inception", flip=True, out_size=8).get_batch(0)
+    x, _ = DeviceLoader(ds, 4, train=False, crop="inception", flip=True, image_size=8).get_batch(0)
     assert torch.equal(x, normalize(ds.images))

@@ -41,7 +41,39 @@ INCEPTION_RATIO = (3 / 4, 4 / 3)
 INCEPTION_ATTEMPTS = 10
 
 
-class DeviceLoader:
+def check_loader_args(batch_size: int, rank: int, world_size: int, crop: str) -> None:
+    """The checks every loader makes of its global batch, its rank and its crop kind."""
+    if batch_size <= 0 or batch_size % world_size:
+        raise ValueError(f"batch_size {batch_size} must be a positive multiple of world_size {world_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} not in [0, {world_size})")
+    if crop not in CROP_KINDS:
+        raise ValueError(f"crop={crop!r}; choose one of {CROP_KINDS}")
+
+
+class StepLoader:
+    """What the training loop needs of a loader: ``get_batch(step)``, ``steps_per_epoch``, and epoch iteration."""
+
+    steps_per_epoch: int
+
+    def get_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def iter_epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of one epoch, in step order."""
+        spe = self.steps_per_epoch
+        for s in range(epoch * spe, (epoch + 1) * spe):
+            yield self.get_batch(s)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch (epoch 0). For eval (train=False): every example once, in order, last partial batch kept."""
+        return self.iter_epoch(0)
+
+
+class DeviceLoader(StepLoader):
     """Batches made on the device from a whole-dataset uint8 tensor, no per-image Python.
 
     The batch at global ``step`` is a pure function of (seed, step) (given the
@@ -77,12 +109,7 @@ class DeviceLoader:
                  train: bool, seed: int = 0, crop: str = "pad", crop_padding: int = 0, flip: bool = False,
                  image_size: Optional[ImageSize] = None, rank: int = 0, world_size: int = 1,
                  drop_last: Optional[bool] = None):
-        if batch_size <= 0 or batch_size % world_size:
-            raise ValueError(f"batch_size {batch_size} must be a positive multiple of world_size {world_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} not in [0, {world_size})")
-        if crop not in CROP_KINDS:
-            raise ValueError(f"crop={crop!r}; choose one of {CROP_KINDS}")
+        check_loader_args(batch_size, rank, world_size, crop)
         self.device = torch.device(device)
         self.images = data.images.to(self.device)  # (N, 3, H, W) uint8, moved once
         self.labels = data.labels.to(self.device)  # (N,) int64
@@ -107,9 +134,6 @@ class DeviceLoader:
     def steps_per_epoch(self) -> int:
         n, b = self.num_examples, self.batch_size
         return n // b if self.drop_last else -(-n // b)
-
-    def __len__(self) -> int:
-        return self.steps_per_epoch
 
     def _epoch_order(self, epoch: int) -> torch.Tensor:
         """(N,) row order of `epoch` on the device; cached, recomputed when the epoch changes."""
@@ -193,17 +217,6 @@ class DeviceLoader:
         x = normalize(self.images[idx])  # (b, 3, H, W)
         grid = F.affine_grid(theta, [x.shape[0], 3, out_h, out_w], align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-    def iter_epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The batches of one epoch, in step order."""
-        spe = self.steps_per_epoch
-        for s in range(epoch * spe, (epoch + 1) * spe):
-            yield self.get_batch(s)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch (epoch 0). For eval (train=False): every example once, in order, last partial batch kept."""
-        return self.iter_epoch(0)
-
 
 def inception_crop_boxes(n: int, height: int, width: int, generator: torch.Generator,
                          area=INCEPTION_AREA, ratio=INCEPTION_RATIO, attempts: int = INCEPTION_ATTEMPTS

@@ -76,7 +76,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .config import ImageSize
 from .data import DataError, DatasetNotFoundError, _as_hw, _derive_seed, _generator, get_info, normalize
-from .loader import CROP_KINDS, inception_crop_boxes
+from .loader import StepLoader, check_loader_args, inception_crop_boxes
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")  # the first one a sample holds is its image
 LABEL_EXTENSION = "cls"
@@ -371,7 +371,7 @@ class _EpochBatches(IterableDataset):
 # --------------------------------------------------------------------------- the loader
 
 
-class StreamingLoader:
+class StreamingLoader(StepLoader):
     """Batches streamed from tar shards, with ``DeviceLoader``'s interface (see the module docstring).
 
     Args:
@@ -396,12 +396,7 @@ class StreamingLoader:
                  seed: int = 0, crop: str = "inception", crop_padding: int = 0, flip: bool = True, rank: int = 0,
                  world_size: int = 1, num_workers: int = 2, shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
                  lengths: Optional[Sequence[int]] = None, name: str = "", split: str = ""):
-        if batch_size <= 0 or batch_size % world_size:
-            raise ValueError(f"batch_size {batch_size} must be a positive multiple of world_size {world_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} not in [0, {world_size})")
-        if crop not in CROP_KINDS:
-            raise ValueError(f"crop={crop!r}; choose one of {CROP_KINDS}")
+        check_loader_args(batch_size, rank, world_size, crop)
         self.shards = [Path(p) for p in shards]
         if len(self.shards) < world_size:
             raise ValueError(f"{len(self.shards)} shards cannot give each of {world_size} ranks its own; "
@@ -439,9 +434,6 @@ class StreamingLoader:
         mine = rank_shards(len(self.shards), train=False, seed=self.seed, epoch=0, rank=self.rank,
                            world_size=self.world_size)
         return -(-sum(self.lengths[s] for s in mine) // b)
-
-    def __len__(self) -> int:
-        return self.steps_per_epoch
 
     def epoch_samples(self, epoch: int) -> np.ndarray:
         """This rank's sample numbers of ``epoch`` in batch order, int64 (steps_per_epoch * b,) at train."""
@@ -491,15 +483,6 @@ class StreamingLoader:
         x = normalize(images.to(self.device, non_blocking=non_blocking))
         return x, labels.to(self.device, non_blocking=non_blocking)
 
-    def iter_epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The batches of one epoch, in step order."""
-        spe = self.steps_per_epoch
-        for s in range(epoch * spe, (epoch + 1) * spe):
-            yield self.get_batch(s)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch (epoch 0). For eval: this rank's share of every sample, once, last partial batch kept."""
-        return self.iter_epoch(0)
 
 
 # --------------------------------------------------------------------------- training's hook

@@ -246,3 +246,19 @@ def train_and_probe(cfg, probe: Probe, *, label: str, at_steps: Sequence[int] = 
     atomic_write_text(path, json.dumps({"probe": probe.record(), "at_steps": sorted(at_steps),
                                         "final_digest": _digest(run_dir / "final.json"), "points": points}, indent=1))
     return run_dir
+
+
+def summary_markdown(settings: str, first_run: dict, found: Sequence[dict], *, decidable: bool,
+                     extra_lines: Sequence[str] = ()) -> str:
+    """A notebook's closing paragraph in Markdown, generated from its claims' numbers and verdicts.
+
+    ``settings`` names the scale and what was run (e.g. "scale `cpu`, 3 seed(s)"); ``first_run`` is one run's
+    ``repro.results.load_run`` row, for the hardware and the data source.
+    """
+    lines = [f"**Summary** ({settings}, {first_run.get('device_name') or '—'}, "
+             f"data: {first_run.get('data_source') or '—'}):", ""]
+    lines += [f"- {c['claim']}: **{VERDICT_WORDS[c['holds']]}**: {c['why']}." for c in found]
+    lines += list(extra_lines)
+    if not decidable:
+        lines += ["", "At smoke scale these runs prove the plumbing, not the claims: run `cpu` or `gpu` for verdicts."]
+    return "\n".join(lines) + "\n"

@@ -26,7 +26,7 @@ import pandas as pd
 from ..results import PAPER, claim_entry, load_run, repo_relative, results_dir, seed_stats, verdict_below
 from ..scales import Scale, get_scale
 from . import (VERDICT_WORDS, Probe, fewshot_top1, pretrain_departures_markdown, read_probes, train_and_probe,
-               train_fields, verdict_within)
+               summary_markdown, train_fields, verdict_within)
 
 NAME = "03_cls_vs_gap"
 POOLS = ("cls", "gap")
@@ -308,15 +308,11 @@ def plot(runs: Runs) -> Path:
 
 
 def summary(runs: Runs, found: Sequence[dict]) -> str:
+    """A closing paragraph in Markdown, generated from the claims' numbers and verdicts."""
     first = load_run(runs.records[0].run_dir) if runs.records else {}
     c = runs.config
-    lines = [f"**Summary** (scale `{c.scale.name}`, {c.model} at {c.image_size} px, {c.steps} steps, lrs "
-             f"{list(c.lrs)}, seeds {list(c.seeds)}, {first.get('device_name', '—')}, data: "
-             f"{first.get('data_source', '—')}):", ""]
-    lines += [f"- {e['claim']}: **{VERDICT_WORDS[e['holds']]}**: {e['why']}." for e in found]
-    if not c.decidable:
-        lines += ["", "At smoke scale these runs prove the plumbing, not the claims: run `cpu` or `gpu` for verdicts."]
-    return "\n".join(lines) + "\n"
+    return summary_markdown(f"scale `{c.scale.name}`, {c.model} at {c.image_size} px, {c.steps} steps, lrs "
+                            f"{list(c.lrs)}, seeds {list(c.seeds)}", first, found, decidable=c.decidable)
 
 
 __all__ = ["NAME", "POOLS", "Config", "RunRecord", "Runs", "get_config", "settings_markdown", "run", "group_stats",

@@ -30,7 +30,7 @@ import pandas as pd
 from ..results import PAPER, claim_entry, load_run, repo_relative, results_dir, seed_stats, verdict_below
 from ..scales import Scale, get_scale
 from . import (VERDICT_WORDS, Probe, fewshot_top1, pooled_std, pretrain_departures_markdown, train_and_probe,
-               train_fields, verdict_within)
+               summary_markdown, train_fields, verdict_within)
 
 NAME = "02_position_embeddings"
 KINDS = ("none", "1d", "2d", "relative")                       # Table 8's rows
@@ -411,13 +411,9 @@ def summary(runs: Runs, found: Sequence[dict]) -> str:
     """A closing paragraph in Markdown, generated from the claims' numbers and verdicts."""
     first = load_run(runs.records[0].run_dir) if runs.records else {}
     c = runs.config
-    lines = [f"**Summary** (scale `{c.scale.name}`, {c.model} at {c.image_size} px, {c.steps} steps, stem seeds "
-             f"{list(c.seeds)}, placement seeds {list(c.placement_seeds)}, {first.get('device_name', '—')}, data: "
-             f"{first.get('data_source', '—')}):", ""]
-    lines += [f"- {e['claim']}: **{VERDICT_WORDS[e['holds']]}**: {e['why']}." for e in found]
-    if not c.decidable:
-        lines += ["", "At smoke scale these runs prove the plumbing, not the claims: run `cpu` or `gpu` for verdicts."]
-    return "\n".join(lines) + "\n"
+    return summary_markdown(f"scale `{c.scale.name}`, {c.model} at {c.image_size} px, {c.steps} steps, stem seeds "
+                            f"{list(c.seeds)}, placement seeds {list(c.placement_seeds)}", first, found,
+                            decidable=c.decidable)
 
 
 __all__ = ["NAME", "CELLS", "Config", "RunRecord", "Runs", "get_config", "settings_markdown", "run", "cell_stats",

@@ -25,7 +25,7 @@ import pandas as pd
 from ..scales import Scale, get_scale
 from ..results import (PAPER, claim_entry, claims_markdown, load_run, plot_curves, repo_relative, results_dir,
                        seed_stats, training_flops, verdict_below)
-from . import VERDICT_WORDS, progress_kwargs, train_fields
+from . import VERDICT_WORDS, progress_kwargs, summary_markdown, train_fields
 
 NAME = "01_pretrain_and_transfer"
 FAMILIES = ("ViT", "BiT")
@@ -354,17 +354,10 @@ def plot(runs: Runs) -> Path:
 
 def summary(runs: Runs, found: Sequence[dict]) -> str:
     """A closing paragraph in Markdown, generated from the claims' numbers and verdicts."""
-    rows = [load_run(r.run_dir) for r in runs.records[:1]]
-    hardware = rows[0].get("device_name") if rows else "—"
-    source = rows[0].get("data_source") if rows else "—"
-    lines = [f"**Summary** (scale `{runs.config.scale.name}`, {len(runs.config.seeds)} seed(s), {hardware}, "
-             f"data: {source}):", ""]
-    lines += [f"- {c['claim']}: **{VERDICT_WORDS[c['holds']]}**: {c['why']}." for c in found]
-    if runs.unavailable:
-        lines.append(f"- Not run (data set unavailable): {', '.join(runs.unavailable)}.")
-    if not runs.config.decidable:
-        lines += ["", "At smoke scale these runs prove the plumbing, not the claims: run `cpu` or `gpu` for verdicts."]
-    return "\n".join(lines) + "\n"
+    first = load_run(runs.records[0].run_dir) if runs.records else {}
+    unavailable = [f"- Not run (data set unavailable): {', '.join(runs.unavailable)}."] if runs.unavailable else []
+    return summary_markdown(f"scale `{runs.config.scale.name}`, {len(runs.config.seeds)} seed(s)", first, found,
+                            decidable=runs.config.decidable, extra_lines=unavailable)
 
 
 __all__ = ["NAME", "Config", "RunRecord", "Runs", "get_config", "run", "run_paper", "table", "table_note",

@@ -43,6 +43,7 @@ from _common import (CurvePoint, command_line, config_from_args, fmt_s, hardware
                      run_engine, seconds_to, sync, table, timm_vit_like, with_patch)
 from repro import create_model
 from repro import data as data_lib
+from repro.recipes import pretrain_model_overrides
 from repro.scales import SCALES
 from repro.train import TrainConfig, lr_at
 
@@ -155,8 +156,10 @@ def main(argv=None) -> dict:
     if args.tiny:
         base.update(TINY)
         args.targets = [10, 20]
-    shortcuts = dict(model=with_patch(args.model or base["model"], args.patch), steps=args.steps,
-                     batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup,
+    model = with_patch(args.model or base["model"], args.patch)
+    if model != base["model"]:  # the pre-training recipe's tanh pre-logits layer has the new model's width D
+        base["model_overrides"] = {**base["model_overrides"], **pretrain_model_overrides(model)}
+    shortcuts = dict(model=model, steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup,
                      label_smoothing=args.label_smoothing, schedule=args.schedule)
     cfg = config_from_args(base, shortcuts, args.overrides)
     out = Path(tempfile.mkdtemp(prefix="time_to_accuracy-", dir=args.out))

@@ -1,13 +1,12 @@
 """repro.pos_embed: resampling to another grid matches the official scipy.ndimage.zoom(order=1)."""
 import numpy as np
 import pytest
+import scipy.ndimage as scipy_ndimage  # a dev dependency: the official code resamples with it
 import torch
 
 from repro import create_model
 from repro.checkpoints import filter_state_dict
 from repro.pos_embed import resample_abs_pos_embed, resample_axis_table, resample_patch_grid
-
-scipy_ndimage = pytest.importorskip("scipy.ndimage")
 
 
 def official_zoom(grid_hwd: np.ndarray, new_grid) -> np.ndarray:

@@ -16,15 +16,17 @@ and ``probe_model`` (5-shot linear probes of a run, at the end and along trainin
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ..fileio import atomic_write_text
+from ..scales import Scale
 
 # Set by ``repro reproduce`` for the notebooks' kernels: there no front end draws tqdm's widgets, so a
 # plain line per logging window is printed instead; papermill streams it to the terminal.
@@ -124,6 +126,10 @@ def pooled_std(stats: Sequence[list]) -> Optional[float]:
 # --- few-shot probes of a run's representation, written beside it ---------------------------------------
 
 FEWSHOT_FILE = "fewshot.json"
+
+
+# The probe of Table 8 and Fig. 9: 5-shot linear accuracy.
+FEWSHOT_SHOTS = 5
 
 
 @dataclass(frozen=True)
@@ -262,3 +268,73 @@ def summary_markdown(settings: str, first_run: dict, found: Sequence[dict], *, d
     if not decidable:
         lines += ["", "At smoke scale these runs prove the plumbing, not the claims: run `cpu` or `gpu` for verdicts."]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class ProbedPretraining:
+    """The settings that notebooks 02 and 03 share: a scale's preset, where its data lies, one ViT's
+    pre-training budget (this experiment's own model, size, batch and steps) and the few-shot probe."""
+
+    scale: Scale
+    data_dir: Optional[str]
+    model: str
+    image_size: int          # px
+    batch_size: int
+    steps: int
+    warmup_steps: int
+    fewshot_max_train: Optional[int]  # support sets are drawn from this many training images (None: all)
+
+    def scale_with_budget(self, lr: float) -> Scale:
+        """The scale's preset with this experiment's model, budget and ``lr`` (what ``train_fields`` reads)."""
+        return dataclasses.replace(self.scale, vit=self.model, image_size=self.image_size,
+                                   batch_size=self.batch_size, pretrain_steps=self.steps,
+                                   warmup_steps=self.warmup_steps, pretrain_lr=lr)
+
+    @property
+    def probe(self) -> Probe:
+        return Probe(dataset=self.scale.dataset, data_dir=self.data_dir, shots=(FEWSHOT_SHOTS,),
+                     max_train=self.fewshot_max_train or self.scale.max_train, max_test=self.scale.max_test)
+
+    @property
+    def decidable(self) -> bool:
+        """False at smoke scale: a few steps on a few hundred images test the plumbing, not the claims."""
+        return self.scale.name != "smoke"
+
+
+def preset_values(presets: dict, scale: str, overrides: dict, *, what: str, seed_fields: dict) -> dict:
+    """An experiment's preset at ``scale`` with ``overrides`` applied (None keeps the preset's; an unknown key is
+    a TypeError naming ``what``) and the seed lists of ``seed_fields`` (None keeps the preset's) as tuples."""
+    values = dict(presets[scale])
+    unknown = sorted(set(overrides) - set(values))
+    if unknown:
+        raise TypeError(f"unknown setting(s) {unknown}; {what} has {sorted(values)}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.update({k: v for k, v in seed_fields.items() if v is not None})
+    return {**values, **{k: tuple(values[k]) for k in seed_fields}}
+
+
+@dataclass
+class RunSet:
+    """The runs of one execution of a notebook: its settings, where its results go (``<out_dir>/<notebook>/
+    <scale>``) and one record per run (a dataclass naming what the run stands for, with its ``run_dir``)."""
+
+    config: Any
+    out: Path
+    records: list = field(default_factory=list)
+
+    def select(self, **match) -> list:
+        """The records whose fields equal ``match``, e.g. ``select(stage="pre-train", seed=0)``."""
+        return [r for r in self.records if all(getattr(r, k) == v for k, v in match.items())]
+
+
+def cost_columns(loaded: Sequence[dict]) -> dict:
+    """A table row's cost and provenance columns from its runs' ``repro.results.load_run`` rows: parameters,
+    training speed and minutes (means over the runs), the hardware and the data source of the first."""
+    import pandas as pd
+
+    return {
+        "params (M)": (loaded[0].get("params") or 0) / 1e6 or None,
+        "train images/s": pd.Series([r.get("images_per_s") for r in loaded], dtype=float).mean(),
+        "train min / run": pd.Series([r.get("train_seconds") for r in loaded], dtype=float).mean() / 60,
+        "hardware": loaded[0].get("device_name"), "data source": loaded[0].get("data_source"),
+    }

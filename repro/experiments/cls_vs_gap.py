@@ -16,8 +16,7 @@ Claims tested (``claims``): both work as well, each at its best lr; GAP needs a 
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -25,13 +24,13 @@ import pandas as pd
 
 from ..results import PAPER, claim_entry, load_run, repo_relative, results_dir, seed_stats, verdict_below
 from ..scales import Scale, get_scale
-from . import (VERDICT_WORDS, Probe, fewshot_top1, pretrain_departures_markdown, read_probes, train_and_probe,
+from . import (FEWSHOT_SHOTS, VERDICT_WORDS, ProbedPretraining, RunSet, cost_columns, preset_values, fewshot_top1, pretrain_departures_markdown, read_probes, train_and_probe,
                summary_markdown, train_fields, verdict_within)
 
 NAME = "03_cls_vs_gap"
 POOLS = ("cls", "gap")
 POOL_LABELS = {"cls": "class token", "gap": "GAP"}
-SHOTS = 5
+SHOTS = FEWSHOT_SHOTS
 # "Work as well": the best means of the two differ by at most this many points, or by at most the seed spread.
 TOLERANCE_POINTS = 1.0
 
@@ -57,26 +56,17 @@ def run_name(pool: str, lr: float) -> str:
 
 
 @dataclass(frozen=True)
-class Config:
-    """What notebook 03 runs at one scale: the scale's preset plus this experiment's model, budget and grid."""
+class Config(ProbedPretraining):
+    """What notebook 03 runs at one scale: the shared pre-training budget plus this experiment's lr grid,
+    seeds and probes."""
 
-    scale: Scale
-    data_dir: Optional[str]
-    model: str
-    image_size: int          # px
-    batch_size: int
-    steps: int
-    warmup_steps: int
     lrs: tuple               # the learning-rate grid, the same for both pools
     seeds: tuple             # training seeds (at least 3 outside smoke)
     probes: int              # evenly spaced probes along training, besides the one at the end
-    fewshot_max_train: Optional[int]
 
     def train_scale(self, lr: float) -> Scale:
         """The scale's preset with this experiment's model, budget and one lr of the grid."""
-        return dataclasses.replace(self.scale, vit=self.model, image_size=self.image_size,
-                                   batch_size=self.batch_size, pretrain_steps=self.steps,
-                                   warmup_steps=self.warmup_steps, pretrain_lr=lr)
+        return self.scale_with_budget(lr)
 
     @property
     def probe_steps(self) -> tuple[int, ...]:
@@ -85,15 +75,6 @@ class Config:
         every = self.scale.log_every
         steps = {round(self.steps * i / (self.probes + 1) / every) * every for i in range(1, self.probes + 1)}
         return tuple(sorted(s for s in steps if 0 < s < self.steps))
-
-    @property
-    def probe(self) -> Probe:
-        return Probe(dataset=self.scale.dataset, data_dir=self.data_dir, shots=(SHOTS,),
-                     max_train=self.fewshot_max_train or self.scale.max_train, max_test=self.scale.max_test)
-
-    @property
-    def decidable(self) -> bool:
-        return self.scale.name != "smoke"
 
     def budget(self) -> str:
         runs = len(POOLS) * len(self.lrs) * len(self.seeds)
@@ -110,14 +91,8 @@ def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, dat
     if scale not in PRESETS:
         raise ValueError(f"notebook 03 runs at {sorted(PRESETS)}; at 'paper' scale Fig. 9 needs JFT-300M")
     preset = get_scale(scale)
-    values = dict(PRESETS[scale])
-    unknown = sorted(set(overrides) - set(values))
-    if unknown:
-        raise TypeError(f"unknown setting(s) {unknown}; notebook 03 has {sorted(values)}")
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if seeds is not None:
-        values["seeds"] = seeds
-    values["seeds"], values["lrs"] = tuple(values["seeds"]), tuple(float(lr) for lr in values["lrs"])
+    values = preset_values(PRESETS, scale, overrides, what="notebook 03", seed_fields={"seeds": seeds})
+    values["lrs"] = tuple(float(lr) for lr in values["lrs"])
     return Config(scale=preset, data_dir=data_dir if data_dir is not None else preset.data_dir, **values)
 
 
@@ -134,14 +109,8 @@ class RunRecord:
     run_dir: Path
 
 
-@dataclass
-class Runs:
-    config: Config
-    out: Path        # <out_dir>/03_cls_vs_gap/<scale>
-    records: list[RunRecord] = field(default_factory=list)
-
-    def select(self, **match) -> list[RunRecord]:
-        return [r for r in self.records if all(getattr(r, k) == v for k, v in match.items())]
+class Runs(RunSet):
+    """The runs of one execution of notebook 03 (``RunRecord`` each), with where its results go."""
 
 
 def run(scale: str, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
@@ -243,10 +212,7 @@ def table(runs: Runs) -> pd.DataFrame:
             f"{SHOTS}-shot linear top-1 (%)": few[0], f"{SHOTS}-shot std (points)": few[1],
             "test top-1 (%)": top1[0], "test top-1 std (points)": top1[1],
             "paper lr": f"{PAPER[f'fig9/{pool}/lr'].value:g}",
-            "params (M)": (loaded[0].get("params") or 0) / 1e6 or None,
-            "train images/s": pd.Series([r.get("images_per_s") for r in loaded], dtype=float).mean(),
-            "train min / run": pd.Series([r.get("train_seconds") for r in loaded], dtype=float).mean() / 60,
-            "hardware": loaded[0].get("device_name"), "data source": loaded[0].get("data_source"),
+            **cost_columns(loaded),
             "paper": verdicts or "—",
             "run dirs": "; ".join(repo_relative(r.run_dir) for r in records),
         })

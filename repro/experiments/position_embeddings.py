@@ -18,9 +18,8 @@ where it is added barely matters. The rules are in ``claims`` and ``repro.experi
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -29,7 +28,7 @@ import pandas as pd
 
 from ..results import PAPER, claim_entry, load_run, repo_relative, results_dir, seed_stats, verdict_below
 from ..scales import Scale, get_scale
-from . import (VERDICT_WORDS, Probe, fewshot_top1, pooled_std, pretrain_departures_markdown, train_and_probe,
+from . import (FEWSHOT_SHOTS, VERDICT_WORDS, ProbedPretraining, RunSet, cost_columns, preset_values, fewshot_top1, pooled_std, pretrain_departures_markdown, train_and_probe,
                summary_markdown, train_fields, verdict_within)
 
 NAME = "02_position_embeddings"
@@ -39,7 +38,7 @@ PLACEMENTS = ("stem", "every_layer", "every_layer_shared")      # Table 8's colu
 CELLS = tuple((k, "stem") for k in KINDS) + tuple((k, p) for p in PLACEMENTS[1:] for k in ("1d", "2d"))
 KIND_LABELS = {"none": "none", "1d": "1-D", "2d": "2-D", "relative": "relative"}
 PLACEMENT_LABELS = {"stem": "stem", "every_layer": "every layer", "every_layer_shared": "every layer, shared"}
-SHOTS = 5
+SHOTS = FEWSHOT_SHOTS
 # "Barely matters": the spread of means across cells is within this many points, or within the seed spread.
 TOLERANCE_POINTS = 1.0
 
@@ -67,27 +66,17 @@ def cell_name(kind: str, placement: str) -> str:
 
 
 @dataclass(frozen=True)
-class Config:
-    """What notebook 02 runs at one scale: the scale's preset plus this experiment's model and budget."""
+class Config(ProbedPretraining):
+    """What notebook 02 runs at one scale: the shared pre-training budget plus this experiment's lr and seeds."""
 
-    scale: Scale
-    data_dir: Optional[str]
-    model: str
-    image_size: int          # px
-    batch_size: int
-    steps: int
-    warmup_steps: int
     lr: float
     seeds: tuple             # training seeds of the stem column (at least 3 outside smoke)
     placement_seeds: tuple   # training seeds of the every-layer and shared columns (may be fewer)
-    fewshot_max_train: Optional[int]  # support sets are drawn from this many training images (None: all)
 
     @property
     def train_scale(self) -> Scale:
         """The scale's preset with this experiment's model and budget (what ``train_fields`` reads)."""
-        return dataclasses.replace(self.scale, vit=self.model, image_size=self.image_size,
-                                   batch_size=self.batch_size, pretrain_steps=self.steps,
-                                   warmup_steps=self.warmup_steps, pretrain_lr=self.lr)
+        return self.scale_with_budget(self.lr)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -97,16 +86,6 @@ class Config:
         with torch.device("meta"):
             model = create_model(self.model, num_classes=10, img_size=self.image_size)
         return tuple(model.grid_size)
-
-    @property
-    def probe(self) -> Probe:
-        return Probe(dataset=self.scale.dataset, data_dir=self.data_dir, shots=(SHOTS,),
-                     max_train=self.fewshot_max_train or self.scale.max_train, max_test=self.scale.max_test)
-
-    @property
-    def decidable(self) -> bool:
-        """False at smoke scale: a few steps on a few hundred images test the plumbing, not the claims."""
-        return self.scale.name != "smoke"
 
     def seeds_for(self, placement: str) -> tuple:
         return self.seeds if placement == "stem" else self.placement_seeds
@@ -128,16 +107,8 @@ def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None,
         raise ValueError(f"notebook 02 runs at {sorted(PRESETS)}; at 'paper' scale Table 8 needs ViT-B/16 on "
                          "JFT-300M, which is not public")
     preset = get_scale(scale)
-    values = dict(PRESETS[scale])
-    unknown = sorted(set(overrides) - set(values))
-    if unknown:
-        raise TypeError(f"unknown setting(s) {unknown}; notebook 02 has {sorted(values)}")
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if seeds is not None:
-        values["seeds"] = seeds
-    if placement_seeds is not None:
-        values["placement_seeds"] = placement_seeds
-    values["seeds"], values["placement_seeds"] = tuple(values["seeds"]), tuple(values["placement_seeds"])
+    values = preset_values(PRESETS, scale, overrides, what="notebook 02",
+                           seed_fields={"seeds": seeds, "placement_seeds": placement_seeds})
     return Config(scale=preset, data_dir=data_dir if data_dir is not None else preset.data_dir, **values)
 
 
@@ -156,16 +127,8 @@ class RunRecord:
     run_dir: Path
 
 
-@dataclass
-class Runs:
-    """The runs of one execution of notebook 02, with where its results go."""
-
-    config: Config
-    out: Path                     # <out_dir>/02_position_embeddings/<scale>
-    records: list[RunRecord] = field(default_factory=list)
-
-    def select(self, **match) -> list[RunRecord]:
-        return [r for r in self.records if all(getattr(r, k) == v for k, v in match.items())]
+class Runs(RunSet):
+    """The runs of one execution of notebook 02 (``RunRecord`` each), with where its results go."""
 
 
 SIMILARITY_FILE = "position_similarity.json"
@@ -274,10 +237,7 @@ def table(runs: Runs) -> pd.DataFrame:
             f"{SHOTS}-shot linear top-1 (%)": few[0], f"{SHOTS}-shot std (points)": few[1],
             "test top-1 (%)": top1[0], "test top-1 std (points)": top1[1],
             "paper 5-shot ImageNet (%)": _paper(kind, placement),
-            "params (M)": (loaded[0].get("params") or 0) / 1e6 or None,
-            "train images/s": pd.Series([r.get("images_per_s") for r in loaded], dtype=float).mean(),
-            "train min / run": pd.Series([r.get("train_seconds") for r in loaded], dtype=float).mean() / 60,
-            "hardware": loaded[0].get("device_name"), "data source": loaded[0].get("data_source"),
+            **cost_columns(loaded),
             "paper": f"claim: {claim} — ours: {verdicts.get(claim, 'not tested')}",
             "run dirs": "; ".join(repo_relative(r.run_dir) for r in records),
         })

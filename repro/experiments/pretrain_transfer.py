@@ -25,7 +25,7 @@ import pandas as pd
 from ..scales import Scale, get_scale
 from ..results import (PAPER, claim_entry, claims_markdown, load_run, plot_curves, repo_relative, results_dir,
                        seed_stats, training_flops, verdict_below)
-from . import VERDICT_WORDS, progress_kwargs, summary_markdown, train_fields
+from . import VERDICT_WORDS, RunSet, progress_kwargs, summary_markdown, train_fields
 
 NAME = "01_pretrain_and_transfer"
 FAMILIES = ("ViT", "BiT")
@@ -85,17 +85,11 @@ class RunRecord:
 
 
 @dataclass
-class Runs:
-    """The runs of one execution of notebook 01, with where its results go."""
+class Runs(RunSet):
+    """The runs of one execution of notebook 01 (``RunRecord`` each), with where its results go."""
 
-    config: Config
-    out: Path                                     # <out_dir>/01_pretrain_and_transfer/<scale>
-    records: list[RunRecord] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)   # paper scale: data set -> why it was not run
     paper_model: Optional[str] = None             # paper scale: the Table 2 column our checkpoint compares with
-
-    def select(self, **match) -> list[RunRecord]:
-        return [r for r in self.records if all(getattr(r, k) == v for k, v in match.items())]
 
 
 def _fields(config: Config, stage: str, family: str, runs_root: Path, device: str, **extra) -> dict:

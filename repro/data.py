@@ -858,26 +858,73 @@ def balanced_subset(labels: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor
     return perm[keep].sort().values
 
 
+TRAIN_PARTS = ("source", "target")
+# The source/target carve of a training set is the same for every run (it must not move with the training
+# seed, or "the target part the pre-training never saw" would differ between runs): its own fixed seed.
+_PART_SEED = 0
+
+
+def keep_classes(arrays: ImageArrays, classes: Sequence[int]) -> ImageArrays:
+    """The images of ``classes`` only, relabelled 0..len(classes)-1 in the order given (so ``classes=(5, 6)``
+    makes class 5 label 0); ``num_classes`` becomes ``len(classes)``."""
+    classes = [int(c) for c in classes]
+    if not classes or len(set(classes)) != len(classes) or not all(0 <= c < arrays.num_classes for c in classes):
+        raise ValueError(f"classes={classes}: give distinct class indices in [0, {arrays.num_classes}) of "
+                         f"{arrays.name}")
+    relabel = torch.full((arrays.num_classes,), -1, dtype=torch.long)
+    relabel[torch.tensor(classes)] = torch.arange(len(classes))
+    idx = torch.nonzero(relabel[arrays.labels] >= 0).flatten()
+    kept = arrays.subset(idx)
+    return replace(kept, labels=relabel[kept.labels], num_classes=len(classes))
+
+
+def carve_train_part(train: ImageArrays, part: str, target_size: int) -> ImageArrays:
+    """One of two disjoint parts of a training set: ``"target"``, a fixed class-balanced subset of
+    ``target_size`` images (the small labelled set of a transfer experiment), or ``"source"``, all the rest
+    (the large pre-training set). The carve does not depend on any run's seed."""
+    if part not in TRAIN_PARTS:
+        raise ValueError(f"train_part={part!r}; choose one of {TRAIN_PARTS} (or None for the whole training set)")
+    if not 0 < target_size < len(train):
+        raise ValueError(f"target_size={target_size}: must lie in [1, {len(train) - 1}] for the {len(train)} "
+                         f"training images of {train.name}")
+    target = balanced_subset(train.labels, target_size, _PART_SEED)  # (target_size,) sorted indices
+    if part == "target":
+        return train.subset(target)
+    keep = torch.ones(len(train), dtype=torch.bool)
+    keep[target] = False
+    return train.subset(torch.nonzero(keep).flatten())
+
+
 def get_datasets(name: str, *, data_dir: Union[str, os.PathLike, None] = None, image_size: Optional[ImageSize] = None,
                  seed: int = 0, heldout: bool = True, max_train: Optional[int] = None,
                  max_test: Optional[int] = None, max_val: Optional[int] = None,
                  cache_dir: Union[str, os.PathLike, None] = None,
-                 source: Optional[Source] = None) -> dict[str, ImageArrays]:
+                 source: Optional[Source] = None, classes: Optional[Sequence[int]] = None,
+                 train_part: Optional[str] = None, target_size: int = 5000) -> dict[str, ImageArrays]:
     """The splits of one run: {"train", "val" (only when heldout=True), "test"}.
 
-    "val" is the held-out ``DATASETS[name].heldout_fraction`` of the training
-    set (App. B: 10% Pets/Flowers, 2% CIFAR, 1% ImageNet), used to choose hyper-parameters;
-    "train" is the rest. Then ``max_train`` / ``max_val`` / ``max_test`` keep a
-    seeded, class-balanced subset of each (the cheap scales); they must be
-    positive (None keeps everything). `source` skips ``resolve_source``.
+    In this order: ``classes`` keeps those classes of every split, relabelled 0..k-1 in the order given
+    (e.g. CIFAR-10 classes 0-4 as a source task, 5-9 as a target task); ``train_part`` keeps the
+    ``"source"`` or the ``"target"`` part of the training set (``carve_train_part``: a fixed, class-balanced
+    ``target_size`` images and the rest). Then "val" is the held-out ``DATASETS[name].heldout_fraction``
+    of the training set (App. B: 10% Pets/Flowers, 2% CIFAR, 1% ImageNet), used to choose
+    hyper-parameters; "train" is the rest. Then ``max_train`` / ``max_val`` / ``max_test`` keep a
+    seeded, class-balanced subset of each (the cheap scales; for one seed a smaller ``max_train`` is a
+    subset of a larger one); they must be positive (None keeps everything). `source` skips ``resolve_source``.
     """
     for key, value in (("max_train", max_train), ("max_test", max_test), ("max_val", max_val)):
         if value is not None and value <= 0:
             raise ValueError(f"{key}={value}: must be a positive number of images, or None for all of them")
+    if train_part is not None and train_part not in TRAIN_PARTS:
+        raise ValueError(f"train_part={train_part!r}; choose one of {TRAIN_PARTS} (or None for the whole training set)")
     info = get_info(name)
     src = source or resolve_source(name, data_dir)
     train = load_split(name, "train", image_size=image_size, cache_dir=cache_dir, source=src)
     test = load_split(name, "test", image_size=image_size, cache_dir=cache_dir, source=src)
+    if classes is not None:
+        train, test = keep_classes(train, classes), keep_classes(test, classes)
+    if train_part is not None:
+        train = carve_train_part(train, train_part, target_size)
     out: dict[str, ImageArrays] = {}
     if heldout:
         tr_idx, val_idx = split_heldout(len(train), info.heldout_fraction, seed)

@@ -111,8 +111,13 @@ def describe_data_source(record) -> Optional[str]:
         return portable_text(record)
     images = record.get("images") or {}
     counts = ", ".join(f"{split} {n}" for split, n in images.items())
-    return portable_text(str(record.get("description", record.get("kind", "?")))) + (
-        f" ({counts} images)" if counts else "")
+    task = []  # a task selected from the data set (repro.data.get_datasets: classes, train_part)
+    if record.get("classes") is not None:
+        task.append("classes " + ", ".join(map(str, record["classes"])))
+    if record.get("train_part"):
+        task.append(f"{record['train_part']} part of train")
+    details = "; ".join(task + ([f"{counts} images"] if counts else []))
+    return portable_text(str(record.get("description", record.get("kind", "?")))) + (f" ({details})" if details else "")
 
 
 def results_dir(experiment: str, scale: str, root: str | Path = "results") -> Path:

@@ -79,6 +79,9 @@ class TrainConfig:
     eval_on_test: bool = True         # also report the test split at the end
     max_train: Optional[int] = None
     max_test: Optional[int] = None
+    classes: Optional[tuple] = None   # keep these classes only, relabelled 0..k-1 (a source or target task)
+    train_part: Optional[str] = None  # source | target: the rest, or a fixed balanced target_size of the train set
+    target_size: int = 5000           # images in the target part (train_part only)
     data_format: str = "decoded"      # decoded (whole split on each device) | shards (tar shards, repro.streaming)
     crop: str = "pad"                 # pad (CIFAR-style, crop_padding px) | inception (official, area 5-100%) | none
     crop_padding: int = 4
@@ -116,6 +119,8 @@ class TrainConfig:
         if self.steps <= 0 or self.batch_size <= 0:
             raise ValueError("steps and batch_size must be positive")
         self.betas = tuple(self.betas)
+        if self.classes is not None:
+            self.classes = tuple(self.classes)
         self._check_values()
 
     # Counts that must be >= 1 (0 would divide by zero or train on nothing), and their meaning for the message.
@@ -133,6 +138,13 @@ class TrainConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{key}={value!r}: must be an integer >= 0")
+        if self.train_part not in (None, *data_lib.TRAIN_PARTS):
+            raise ValueError(f"train_part={self.train_part!r}; choose one of {data_lib.TRAIN_PARTS} or None (all)")
+        if not isinstance(self.target_size, int) or self.target_size <= 0:
+            raise ValueError(f"target_size={self.target_size!r}: must be a positive number of images")
+        if self.data_format == "shards" and (self.classes is not None or self.train_part is not None):
+            raise ValueError("classes= and train_part= select from a decoded data set; data_format='shards' "
+                             "streams whole shards")
         if self.data_format not in ("decoded", "shards"):
             raise ValueError(f"data_format={self.data_format!r}; choose 'decoded' or 'shards'")
         if self.amp == "fp16":
@@ -159,8 +171,14 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def num_classes(self) -> int:
+        """The classifier's width: the dataset's classes, or those ``classes`` keeps."""
+        return len(self.classes) if self.classes is not None else data_lib.get_info(self.dataset).num_classes
+
     # Fields that change where a run is written, how often it logs or how fast it runs, not what it computes.
     NOT_IDENTITY = ("out_dir", "run_name", "log_every", "checkpoint_every", "compile", "device")
+
+    LATER_FIELDS = {"data_format": "decoded", "classes": None, "train_part": None, "target_size": 5000}
 
     def identity_fields(self) -> dict:
         """The fields that define what the run computes, as JSON-ready values.
@@ -174,8 +192,10 @@ class TrainConfig:
             fields["init_from"] = f"sha256:{checkpoint_digest(self.init_from)}"
         if fields["data_dir"] != "embedded":
             fields["data_dir"] = None
-        if fields["data_format"] == "decoded":  # the default keeps the names of runs made before the field existed
-            del fields["data_format"]
+        # Fields added after runs were committed: at their default they are left out, which keeps those runs' names.
+        for key, default in self.LATER_FIELDS.items():
+            if fields[key] == default:
+                del fields[key]
         return json.loads(json.dumps(fields, default=str))
 
     def identity(self) -> str:
@@ -563,8 +583,12 @@ def preflight(cfg: TrainConfig, run_dir: Path) -> Optional["data_lib.Source"]:
     if info.num_classes <= 0:
         raise ValueError(f"dataset {cfg.dataset!r} is registered with num_classes={info.num_classes}; a classifier "
                          "needs at least 1 class")
+    if cfg.classes is not None and (len(set(cfg.classes)) != len(cfg.classes)
+                                    or not all(isinstance(c, int) and 0 <= c < info.num_classes for c in cfg.classes)):
+        raise ValueError(f"classes={list(cfg.classes)}: give distinct class indices in [0, {info.num_classes}) of "
+                         f"{cfg.dataset}")
     with torch.device("meta"):
-        create_model(cfg.model, num_classes=info.num_classes, img_size=cfg.image_size, **cfg.model_overrides)
+        create_model(cfg.model, num_classes=cfg.num_classes(), img_size=cfg.image_size, **cfg.model_overrides)
     if cfg.init_from:
         from .checkpoints import _sniff, resolve_checkpoint_path
         _sniff(resolve_checkpoint_path(cfg.init_from))
@@ -616,6 +640,7 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
         splits = data_lib.get_datasets(
             cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.data_image_size, seed=cfg.seed,
             heldout=cfg.heldout, max_train=cfg.max_train, max_test=cfg.max_test, source=source,
+            classes=cfg.classes, train_part=cfg.train_part, target_size=cfg.target_size,
         )
         train_data = splits["train"]
         resize_to = resize_target(cfg.image_size, train_data)
@@ -630,7 +655,9 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
             for name, arrays in splits.items() if name == "val" or (name == "test" and cfg.eval_on_test)
         }
         # Portable (no absolute path) and complete: where the data came from and how many images each split has.
-        data_source = {**source.record(), "images": {name: len(arrays) for name, arrays in splits.items()}}
+        data_source = {**source.record(), "images": {name: len(arrays) for name, arrays in splits.items()},
+                       **({"classes": list(cfg.classes)} if cfg.classes is not None else {}),
+                       **({"train_part": cfg.train_part} if cfg.train_part is not None else {})}
     num_classes = train_loader.num_classes
 
     torch.manual_seed(cfg.seed)  # model init

@@ -327,3 +327,49 @@ def test_get_datasets(tmp_path):
     ds = get_datasets("cifar10", data_dir=tmp_path / "d", heldout=False, max_train=20, max_test=10)
     assert list(ds) == ["train", "test"] and len(ds["train"]) == 20 and len(ds["test"]) == 10
     assert torch.bincount(ds["train"].labels).tolist() == [2] * 10
+
+
+def test_classes_keep_and_relabel_every_split(tmp_path):
+    make_parquet_dir(tmp_path / "d", n_train=100, n_test=30)
+    full = get_datasets("cifar10", data_dir=tmp_path / "d", heldout=False)
+    ds = get_datasets("cifar10", data_dir=tmp_path / "d", heldout=False, classes=(7, 2))
+    for split in ("train", "test"):
+        was = full[split].labels
+        assert ds[split].num_classes == 2 and len(ds[split]) == int(((was == 7) | (was == 2)).sum())
+        # class 7 is label 0, class 2 label 1, and each image keeps its pixels
+        assert torch.equal(ds[split].labels, torch.where(was[(was == 7) | (was == 2)] == 7, 0, 1))
+        assert torch.equal(ds[split].images, full[split].images[(was == 7) | (was == 2)])
+    with pytest.raises(ValueError, match="distinct class indices"):
+        get_datasets("cifar10", data_dir=tmp_path / "d", classes=(3, 3))
+    with pytest.raises(ValueError, match="distinct class indices"):
+        get_datasets("cifar10", data_dir=tmp_path / "d", classes=(10,))
+
+
+def test_train_parts_are_disjoint_fixed_and_balanced(tmp_path):
+    make_parquet_dir(tmp_path / "d", n_train=100, n_test=30)
+    full = get_datasets("cifar10", data_dir=tmp_path / "d", heldout=False)["train"]
+    parts = {(part, seed): get_datasets("cifar10", data_dir=tmp_path / "d", heldout=False, seed=seed,
+                                        train_part=part, target_size=20)["train"]
+             for part in ("source", "target") for seed in (0, 1)}
+    for seed in (0, 1):
+        source, target = parts[("source", seed)], parts[("target", seed)]
+        assert (len(source), len(target)) == (80, 20)
+        assert torch.bincount(target.labels, minlength=10).tolist() == [2] * 10
+        # together they are the training set, each image exactly once
+        both = torch.cat([source.images, target.images]).flatten(1)
+        assert sorted(map(bytes, both.numpy())) == sorted(map(bytes, full.images.flatten(1).numpy()))
+    # the carve does not move with the training seed
+    assert torch.equal(parts[("target", 0)].images, parts[("target", 1)].images)
+    with pytest.raises(ValueError, match="train_part"):
+        get_datasets("cifar10", data_dir=tmp_path / "d", train_part="middle")
+    with pytest.raises(ValueError, match="target_size"):
+        get_datasets("cifar10", data_dir=tmp_path / "d", train_part="target", target_size=100)
+
+
+def test_smaller_max_train_is_a_subset_of_a_larger_one(tmp_path):
+    """Nested pre-training sets (the data-scaling experiment) for one seed."""
+    make_parquet_dir(tmp_path / "d", n_train=100, n_test=30)
+    sets = [get_datasets("cifar10", data_dir=tmp_path / "d", heldout=False, max_train=k, seed=3)["train"]
+            for k in (10, 30, 60)]
+    rows = [set(map(bytes, s.images.flatten(1).numpy())) for s in sets]
+    assert rows[0] < rows[1] < rows[2]

@@ -118,3 +118,13 @@ def test_config_and_entry_points():
         exp.run("paper")
     with pytest.raises(ValueError, match="checkpoint"):
         exp.run_paper(None)
+
+
+def test_probe_record_names_a_task_only_when_one_is_selected():
+    """Probes recorded before the task selection existed still match a default Probe (no re-probing)."""
+    from repro.experiments import Probe
+
+    assert set(Probe().record()) == {"dataset", "shots", "seeds", "max_train", "max_test", "embedded"}
+    target = Probe(classes=(5, 6), train_part="target", target_size=100).record()
+    assert target["classes"] == [5, 6] and target["train_part"] == "target" and target["target_size"] == 100
+    assert "target_size" not in Probe(classes=(5, 6)).record()

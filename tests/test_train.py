@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from repro.cli import main as cli_main, parse_overrides
-from repro.results import read_jsonl
+from repro.results import load_run, read_jsonl
 from repro.train import NonFiniteLoss, TrainConfig, finetune_config, finetune_sweep, lr_at, read_final, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -276,3 +276,26 @@ def test_run_names_do_not_depend_on_where_files_live(tmp_path):
     other = train(tiny(tmp_path, steps=2, seed=1), progress=False)
     d = finetune_config(model="ViT-XXS/8", init_from=str(other / "model.safetensors"))
     assert d.run_dir.name != a.run_dir.name
+
+
+def test_a_task_of_some_classes_trains_a_head_of_that_width(tmp_path):
+    """classes= picks a source or target task (transfer below paper scale); its run records the selection."""
+    from repro.checkpoints import load_model
+
+    run_dir = train(tiny(tmp_path, steps=3, classes=(5, 6, 7), train_part="target", target_size=60,
+                         max_train=None), progress=False)
+    assert load_model(run_dir / "model.safetensors").head.out_features == 3
+    described = load_run(run_dir)["data_source"]
+    assert "classes 5, 6, 7; target part of train; train 59, val 1, test " in described, described
+    with pytest.raises(ValueError, match="distinct class indices"):
+        train(tiny(tmp_path, classes=(9, 10)), progress=False)
+    with pytest.raises(ValueError, match="train_part"):
+        tiny(tmp_path, train_part="held")
+
+
+def test_fields_added_later_keep_earlier_run_names():
+    """A config at the defaults of classes / train_part / target_size / data_format hashes as before they existed
+    (the committed results' run directories keep their names); setting one changes the name."""
+    cfg = TrainConfig()
+    assert not {"classes", "train_part", "target_size", "data_format"} & set(cfg.identity_fields())
+    assert TrainConfig(classes=(0, 1)).identity() != cfg.identity() != TrainConfig(train_part="source").identity()

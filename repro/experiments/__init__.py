@@ -143,11 +143,18 @@ class Probe:
     seeds: tuple = (0, 1, 2)
     max_train: Optional[int] = None   # support sets are drawn from this many training images (class-balanced)
     max_test: Optional[int] = None
+    classes: Optional[tuple] = None   # probe on these classes only (``repro.data.get_datasets``), e.g. a target task
+    train_part: Optional[str] = None  # support sets from the "source" or "target" part of the training set
+    target_size: int = 5000
 
     def record(self) -> dict:
-        """What identifies the probe in ``fewshot.json`` (not where the data lies)."""
+        """What identifies the probe in ``fewshot.json`` (not where the data lies); the task selection only when
+        one is made, so probes recorded before it existed still match."""
+        view = {"classes": list(self.classes) if self.classes is not None else None, "train_part": self.train_part}
+        view = {**view, "target_size": self.target_size} if self.train_part else view
         return {"dataset": self.dataset, "shots": list(self.shots), "seeds": list(self.seeds),
-                "max_train": self.max_train, "max_test": self.max_test, "embedded": self.data_dir == "embedded"}
+                "max_train": self.max_train, "max_test": self.max_test, "embedded": self.data_dir == "embedded",
+                **{k: v for k, v in view.items() if v is not None}}
 
 
 def probe_model(model, probe: Probe, device: str = "auto") -> dict:
@@ -165,7 +172,8 @@ def probe_model(model, probe: Probe, device: str = "auto") -> dict:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     model = model.to(device)
     splits = get_datasets(probe.dataset, data_dir=probe.data_dir, heldout=False, max_train=probe.max_train,
-                          max_test=probe.max_test)
+                          max_test=probe.max_test, classes=probe.classes, train_part=probe.train_part,
+                          target_size=probe.target_size)
     train, test = splits["train"], splits["test"]
     train_x = extract_features(model, train)             # (N, F) float32 on the CPU
     test_x = extract_features(model, test)               # (M, F)
@@ -211,7 +219,6 @@ def train_and_probe(cfg, probe: Probe, *, label: str, at_steps: Sequence[int] = 
     import torch
 
     from ..checkpoints import load_model
-    from ..data import get_info
     from ..models import create_model
     from ..train import train
 
@@ -240,7 +247,7 @@ def train_and_probe(cfg, probe: Probe, *, label: str, at_steps: Sequence[int] = 
             break  # finished before reaching the stop (resumed past it): no intermediate point there
         except _PauseForProbe:
             state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
-            model = create_model(cfg.model, num_classes=get_info(cfg.dataset).num_classes, img_size=cfg.image_size,
+            model = create_model(cfg.model, num_classes=cfg.num_classes(), img_size=cfg.image_size,
                                  **cfg.model_overrides)
             model.load_state_dict(state["model"])
             points.append({"step": int(state["step"]), **probe_model(model, probe, device)})

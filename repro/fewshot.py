@@ -216,6 +216,21 @@ def representation(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.forward_head(model.forward_features(x), pre_logits=True)
 
 
+def patch_mean_representation(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Images (B, C, H, W) in [-1, 1] -> the mean of the ViT's final-LayerNorm patch tokens (B, D).
+
+    The class token (if any) is left out. This is the representation that masked patch prediction
+    (``repro.mpp``) trains: its loss reads each patch's own output token, never the class token's output
+    nor the pre-logits layer, which stay as initialised.
+    """
+    z = model.forward_features(x)                                 # (B, T, D)
+    return z[:, model.num_prefix_tokens:].mean(dim=1)
+
+
+# What a few-shot probe can read, by name: the pre-logits features (the paper's protocol) or the mean patch token.
+REPRESENTATIONS = {"pre_logits": representation, "patch_mean": patch_mean_representation}
+
+
 def _batches(images_or_loader, batch_size: int) -> Iterable[tuple[torch.Tensor, bool]]:
     """Yield (batch, is_uint8) from a tensor, an ImageArrays or an iterable of batches / (x, y) pairs."""
     from .data import ImageArrays
@@ -234,8 +249,11 @@ def _batches(images_or_loader, batch_size: int) -> Iterable[tuple[torch.Tensor, 
 
 @torch.no_grad()
 def extract_features(model: nn.Module, images_or_loader, batch_size: int = 256,
-                     device: Union[str, torch.device, None] = None) -> torch.Tensor:
+                     device: Union[str, torch.device, None] = None, features: str = "pre_logits") -> torch.Tensor:
     """Pre-logits features (N, F) float32 on the CPU of a frozen model, computed batch by batch.
+
+    ``features`` names another representation of ``REPRESENTATIONS`` (e.g. "patch_mean" for a ViT trained by
+    masked patch prediction).
 
     images_or_loader: a float (N, 3, H, W) tensor already normalised to [-1, 1];
     a ``repro.data.ImageArrays`` or a uint8 (N, 3, H, W) tensor (normalised with
@@ -248,6 +266,9 @@ def extract_features(model: nn.Module, images_or_loader, batch_size: int = 256,
     """
     from .data import normalize
 
+    if features not in REPRESENTATIONS:
+        raise ValueError(f"features={features!r}; choose one of {sorted(REPRESENTATIONS)}")
+    read = REPRESENTATIONS[features]
     device = _model_device(model) if device is None else torch.device(device)
     size = _model_image_size(model)
     was_training = model.training
@@ -259,7 +280,7 @@ def extract_features(model: nn.Module, images_or_loader, batch_size: int = 256,
             x = normalize(x) if is_uint8 else x.float()
             if size is not None and tuple(x.shape[-2:]) != size:
                 x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-            out.append(representation(model, x).float().cpu())
+            out.append(read(model, x).float().cpu())
     finally:
         model.train(was_training)
     if not out:

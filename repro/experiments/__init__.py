@@ -9,6 +9,7 @@ functions and every notebook builds its results the same way.
 - ``pretrain_transfer``: notebook 01 (Sec. 4.2, Table 2; the small-data end of Fig. 3; Sec. 3.2).
 - ``position_embeddings``: notebook 02 (App. D.4, Table 8, every cell; Fig. 7 centre).
 - ``cls_vs_gap``: notebook 03 (App. D.3, Fig. 9).
+- ``masked_patch``: notebook 06 (Sec. 4.6, App. B.1.2: masked patch prediction, its ablation).
 
 Shared here: ``train_fields`` (a scale's TrainConfig fields with a notebook's paths), ``train_and_probe``
 and ``probe_model`` (5-shot linear probes of a run, at the end and along training, kept in
@@ -135,7 +136,8 @@ FEWSHOT_SHOTS = 5
 @dataclass(frozen=True)
 class Probe:
     """How a run's frozen representation is probed: ``repro.fewshot``'s ridge (big_vision ``fewshot_lsr``) on
-    the pre-logits features, seeds of the support sampling, and the images used (None: the whole split)."""
+    the pre-logits features (or another of ``repro.fewshot.REPRESENTATIONS``), seeds of the support sampling,
+    and the images used (None: the whole split)."""
 
     dataset: str = "cifar10"
     data_dir: Optional[str] = None
@@ -146,11 +148,13 @@ class Probe:
     classes: Optional[tuple] = None   # probe on these classes only (``repro.data.get_datasets``), e.g. a target task
     train_part: Optional[str] = None  # support sets from the "source" or "target" part of the training set
     target_size: int = 5000
+    features: str = "pre_logits"      # what is probed: "pre_logits" or "patch_mean" (repro.fewshot.REPRESENTATIONS)
 
     def record(self) -> dict:
-        """What identifies the probe in ``fewshot.json`` (not where the data lies); the task selection only when
-        one is made, so probes recorded before it existed still match."""
-        view = {"classes": list(self.classes) if self.classes is not None else None, "train_part": self.train_part}
+        """What identifies the probe in ``fewshot.json`` (not where the data lies); the task selection and the
+        features only when they differ from the defaults, so probes recorded before they existed still match."""
+        view = {"classes": list(self.classes) if self.classes is not None else None, "train_part": self.train_part,
+                "features": self.features if self.features != "pre_logits" else None}
         view = {**view, "target_size": self.target_size} if self.train_part else view
         return {"dataset": self.dataset, "shots": list(self.shots), "seeds": list(self.seeds),
                 "max_train": self.max_train, "max_test": self.max_test, "embedded": self.data_dir == "embedded",
@@ -162,7 +166,8 @@ def probe_model(model, probe: Probe, device: str = "auto") -> dict:
 
     The classifier's logits are its head applied to the same pre-logits test features, so both numbers come
     from the same weights and the same test images. Returns ``{"fewshot": {k: {"mean", "std", "per_seed"}},
-    "classifier_test_top1": float}``, accuracies in %.
+    "classifier_test_top1": float}``, accuracies in %; the classifier's is None when the probe reads other
+    features than the pre-logits ones (the head does not read them).
     """
     import torch
 
@@ -175,16 +180,18 @@ def probe_model(model, probe: Probe, device: str = "auto") -> dict:
                           max_test=probe.max_test, classes=probe.classes, train_part=probe.train_part,
                           target_size=probe.target_size)
     train, test = splits["train"], splits["test"]
-    train_x = extract_features(model, train)             # (N, F) float32 on the CPU
-    test_x = extract_features(model, test)               # (M, F)
+    train_x = extract_features(model, train, features=probe.features)  # (N, F) float32 on the CPU
+    test_x = extract_features(model, test, features=probe.features)    # (M, F)
     found = fewshot_results(train_x, train.labels, test_x, test.labels, probe.shots, probe.seeds,
                             num_classes=train.num_classes)
-    with torch.no_grad():
-        logits = model.head(test_x.to(device)).float().cpu()  # (M, K): the trained classifier on the same features
-    top1 = float((logits.argmax(-1) == torch.as_tensor(test.labels)).float().mean())
+    top1 = None
+    if probe.features == "pre_logits":
+        with torch.no_grad():
+            logits = model.head(test_x.to(device)).float().cpu()  # (M, K): the trained classifier on the same features
+        top1 = 100 * float((logits.argmax(-1) == torch.as_tensor(test.labels)).float().mean())
     return {"fewshot": {str(k): {"mean": 100 * v["mean"], "std": 100 * v["std"],
                                  "per_seed": [100 * a for a in v["per_seed"]]} for k, v in found.items()},
-            "classifier_test_top1": 100 * top1}
+            "classifier_test_top1": top1}
 
 
 class _PauseForProbe(KeyboardInterrupt):

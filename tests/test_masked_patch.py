@@ -1,0 +1,175 @@
+"""Notebook 06 (masked patch prediction, Sec. 4.6): verdicts, tables and configs from hand-made numbers."""
+import pytest
+import torch
+
+from repro import create_model
+from repro.experiments import Probe
+from repro.experiments import masked_patch as exp
+from repro.fewshot import extract_features, patch_mean_representation
+from repro.results import PAPER
+from test_experiments_02_03 import fake_run
+
+A, B, C = (exp.ARM_LABELS[arm] for arm in exp.ARMS)
+
+
+# --- the verdict rules ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("a, b, c, expected", [
+    ([40.0, 0.5, 3], [45.0, 0.5, 3], [50.0, 0.5, 3], True),    # (b) 5 points above (a) and below (c), spread 0.7
+    ([40.0, 0.5, 3], [39.0, 0.5, 3], [50.0, 0.5, 3], False),   # (b) below (a) beyond the spread
+    ([40.0, 0.5, 3], [52.0, 0.5, 3], [50.0, 0.5, 3], False),   # (b) above (c) beyond the spread
+    ([40.0, 2.0, 3], [41.0, 2.0, 3], [50.0, 2.0, 3], None),    # (b) above (a) only within the spread
+    ([40.0, 0.5, 3], [45.0, 0.5, 3], [45.5, 0.5, 3], None),    # (b) below (c) only within the spread
+    ([40.0, 2.0, 3], [39.0, 2.0, 3], [50.0, 0.5, 3], None),    # reversed, but within the spread: not False
+])
+def test_verdict_between(a, b, c, expected):
+    holds, why = exp.verdict_between({A: a, B: b, C: c}, A, B, C)
+    assert holds is expected
+    assert "above from scratch" in why and "below supervised" in why
+
+
+def test_verdict_between_one_seed_and_undecidable():
+    one = {A: [40.0, None, 1], B: [45.0, None, 1], C: [50.0, None, 1]}
+    holds, why = exp.verdict_between(one, A, B, C)
+    assert holds is True and "spread is unknown" in why
+    holds, why = exp.verdict_between(one, A, B, C, decidable=False, why_undecidable="too small")
+    assert holds is None and why.startswith("too small") and "45.00" in why
+
+
+def test_verdict_best_with_and_without_a_borrowed_std():
+    ours = {"mean": [60.0, None, 1], "down": [59.0, None, 1], "pix": [57.0, None, 1]}
+    # Without a fallback the sign decides (one seed).
+    holds, why = exp.verdict_best(ours, "mean", ["down", "pix"])
+    assert holds is True and "unknown" in why and "borrow" not in why
+    # A borrowed std of 1.0 makes the 1-point gap to "down" fall within sqrt(2) -> undecided, and says so.
+    holds, why = exp.verdict_best(ours, "mean", ["down", "pix"], fallback_std=1.0)
+    assert holds is None and "borrow the run-to-run std 1.00" in why
+    # Another target above the mean colour beyond the spread -> False.
+    ours["pix"] = [65.0, None, 1]
+    assert exp.verdict_best(ours, "mean", ["down", "pix"], fallback_std=1.0)[0] is False
+    # Entries with their own std keep it.
+    filled, borrowed = exp.borrow_std({"x": [1.0, 0.3, 3], "y": [2.0, None, 1]}, 2.0)
+    assert filled == {"x": [1.0, 0.3, 3], "y": [2.0, 2.0, 1]} and borrowed
+    assert exp.borrow_std({"x": [1.0, 0.3, 3]}, None) == ({"x": [1.0, 0.3, 3]}, False)
+    holds, why = exp.verdict_best(ours, "mean", ["down"], decidable=False, why_undecidable="too small")
+    assert holds is None and why.startswith("too small")
+
+
+# --- claims and tables from hand-made run directories ---------------------------------------------------
+
+def make_runs(tmp_path, scale="cpu", *, arms=None, main_fewshot=(60.0, 61.0, 59.0), ablation=None) -> exp.Runs:
+    """Runs of notebook 06: ``arms`` maps an arm to its test top-1 (%) per seed; ``main_fewshot`` the 5-shot
+    (%) of the main MPP runs per seed; ``ablation`` maps (target, rate) to 5-shot (%) per seed."""
+    arms = arms or {"scratch": [40.0, 41.0, 39.0], "mpp": [45.0, 46.0, 44.0], "supervised": [50.0, 51.0, 49.0]}
+    ablation = ablation or {("mean_color", 0.5): [60.0], ("downsized", 0.5): [55.0], ("pixels", 0.5): [54.0],
+                            ("mean_color", 0.15): [50.0]}
+    runs = exp.Runs(exp.get_config(scale, seeds=list(range(len(arms["mpp"])))), tmp_path)
+    for arm, values in arms.items():
+        for seed, v in enumerate(values):
+            run_dir = fake_run(tmp_path / f"tune-{arm}-{seed}", fewshot=0.0, test=v)
+            runs.records.append(exp.RunRecord("fine-tune", arm, seed, run_dir, 0.01, heldout_top1=v + 1))
+    for seed, v in enumerate(main_fewshot):
+        # fake_run's last probe point is `fewshot` itself; the MPP "test accuracy" is the colour accuracy.
+        run_dir = fake_run(tmp_path / f"mpp-{seed}", fewshot=v, test=20.0)
+        runs.records.append(exp.RunRecord("pre-train", "mpp", seed, run_dir, 2e-3, "mean_color", 0.5))
+    for (target, rate), values in ablation.items():
+        for seed, v in enumerate(values):
+            run_dir = fake_run(tmp_path / f"ablation-{target}-{rate}-{seed}", fewshot=v, test=20.0)
+            runs.records.append(exp.RunRecord("ablation", "mpp", seed, run_dir, 2e-3, target, rate))
+    return runs
+
+
+def test_claims_follow_the_numbers(tmp_path):
+    between, target, rate = exp.claims(make_runs(tmp_path))
+    assert between["claim"] == exp.BETWEEN_CLAIM and between["holds"] is True
+    assert between["ours"][B] == pytest.approx([45.0, 1.0, 3])
+    assert "77.9" in between["paper"] and "79.9" in between["paper"] and "83.9" in between["paper"]
+    # Main MPP runs' std is 1.0: the mean colour is 5 and 6 points above the others, beyond sqrt(2).
+    assert target["claim"] == exp.TARGET_CLAIM and target["holds"] is True and "borrow" in target["why"]
+    assert set(target["ours"]) == {"mean colour @ 50%", "4x4 downsized @ 50%", "pixels (L2) @ 50%"}
+    assert rate["claim"] == exp.RATE_CLAIM and rate["holds"] is True
+    assert set(rate["ours"]) == {"mean colour @ 15%", "mean colour @ 50%"}
+
+
+def test_claims_turn_when_the_numbers_do(tmp_path):
+    found = exp.claims(make_runs(tmp_path, arms={"scratch": [46.0, 47.0, 45.0], "mpp": [40.0, 41.0, 39.0],
+                                                  "supervised": [50.0, 51.0, 49.0]},
+                                 ablation={("mean_color", 0.5): [60.0], ("downsized", 0.5): [60.5],
+                                           ("pixels", 0.5): [54.0], ("mean_color", 0.15): [64.0]}))
+    between, target, rate = found
+    assert between["holds"] is False                  # MPP below from scratch
+    assert target["holds"] is None                    # downsized 0.5 above: within the borrowed spread
+    assert rate["holds"] is False                     # 15% beats 50% by 4 points, beyond sqrt(2)
+
+
+def test_smoke_scale_leaves_every_claim_undecided(tmp_path):
+    runs = make_runs(tmp_path, "smoke", arms={"scratch": [40.0], "mpp": [45.0], "supervised": [50.0]},
+                     main_fewshot=(60.0,))
+    found = exp.claims(runs)
+    assert len(found) == 3 and all(c["holds"] is None and "plumbing" in c["why"] for c in found)
+
+
+def test_tables_carry_the_paper_the_verdict_and_the_cost(tmp_path):
+    runs = make_runs(tmp_path)
+    t = exp.table(runs)
+    assert list(t["way"]) == [A, B, C]
+    assert list(t["paper ImageNet top-1 (%)"]) == [PAPER[k].value for k in ("mpp/scratch", "mpp/vit-b16-imagenet",
+                                                                          "mpp/supervised")] == [77.9, 79.9, 83.9]
+    assert t["test top-1 (%)"].tolist() == pytest.approx([40.0, 45.0, 50.0])
+    assert {"test top-1 (%)", "params (M)", "train images/s", "paper"} <= set(t.columns)
+    assert all("claim: " in p and "ours: holds" in p for p in t["paper"])
+    # Only (b) has an MPP pre-training run here; its colour accuracy and cost sit in its row.
+    assert t.loc[1, "pre-training test accuracy (%)"] == pytest.approx(20.0)
+    a = exp.ablation_table(runs)
+    assert list(a["MPP variant"]) == ["mean colour @ 50%", "4x4 downsized @ 50%", "pixels (L2) @ 50%",
+                                      "mean colour @ 15%", "mean colour @ 50%, main runs"]
+    assert a["5-shot linear top-1 (%)"].tolist() == pytest.approx([60.0, 55.0, 54.0, 50.0, 60.0])
+    assert a.loc[4, "seeds"] == 3 and a.loc[4, "5-shot std (points)"] == pytest.approx(1.0)
+    summary = exp.summary(runs, exp.claims(runs))
+    assert "**holds**" in summary and "77.9" in summary
+
+
+# --- configs and the probe's representation ---------------------------------------------------------------
+
+def test_config_budgets_and_run_configs(tmp_path):
+    cpu = exp.get_config("cpu")
+    assert cpu.model == "ViT-XXS/4" and len(cpu.seeds) >= 3 and cpu.target_size == 5000
+    with pytest.raises(TypeError, match="unknown setting"):
+        exp.get_config("cpu", stepz=3)
+    with pytest.raises(ValueError, match="notebook 06 runs at"):
+        exp.get_config("paper")
+    mpp = exp.pretrain_config(cpu, tmp_path, seed=0, device="cpu", objective="mpp")
+    sup = exp.pretrain_config(cpu, tmp_path, seed=0, device="cpu", objective="classification")
+    # Same model and budget; MPP without the tanh pre-logits layer; both on the source part only.
+    for cfg in (mpp, sup):
+        assert (cfg.model, cfg.steps, cfg.batch_size, cfg.train_part, cfg.target_size) == (
+            "ViT-XXS/4", 600, 128, "source", 5000)
+    assert mpp.objective == "mpp" and "representation_size" not in mpp.model_overrides
+    assert sup.objective == "classification" and sup.model_overrides["representation_size"] == 64
+    short = exp.pretrain_config(cpu, tmp_path, seed=0, device="cpu", objective="mpp", target="pixels",
+                                steps=cpu.ablation_steps)
+    assert short.steps == 250 and short.warmup_steps == 25 and short.mpp_target == "pixels"
+    # An ablation run at the main length is the main run (same config, same directory).
+    same = exp.pretrain_config(cpu, tmp_path, seed=0, device="cpu", objective="mpp", steps=cpu.steps)
+    assert same.run_dir == mpp.run_dir
+    fine = cpu.finetune_scale.train_fields("finetune")
+    assert fine["steps"] == 200 and fine["image_size"] == 32
+    probe = cpu.probe
+    assert probe.features == "patch_mean" and probe.train_part == "target" and probe.shots == (5,)
+
+
+def test_patch_mean_representation_and_probe_record():
+    torch.manual_seed(0)
+    model = create_model("ViT-XXS/8", num_classes=10, img_size=32, representation_size=64).eval()
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        z = model.forward_features(x)                     # (3, 17, 64): class token first
+        expected = z[:, 1:].mean(1)
+    assert torch.allclose(patch_mean_representation(model, x), expected)
+    got = extract_features(model, x, features="patch_mean")
+    assert got.shape == (3, 64) and torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(extract_features(model, x), expected, atol=1e-3)  # the pre-logits differ
+    with pytest.raises(ValueError, match="features"):
+        extract_features(model, x, features="cls")
+    assert "features" not in Probe().record()             # old fewshot.json records still match
+    assert Probe(features="patch_mean").record()["features"] == "patch_mean"

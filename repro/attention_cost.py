@@ -191,7 +191,7 @@ def sweep_point(model_name: str, image_size: int, patch: int, *, batch: int = 1,
 
 def attention_cost_sweep(model_name: str, image_size: int, patches: Sequence[int], *, batch: int = 1,
                          warmup: int = 1, repeats: int = 3, device: str | torch.device = "cpu",
-                         explicit_max_tokens: Optional[int] = None,
+                         explicit_max_tokens: Optional[int] = None, threads: Optional[int] = 1,
                          progress: Optional[Callable[[str], None]] = None) -> pd.DataFrame:
     """Forward + backward cost of ``model_name`` (e.g. "ViT-XS/4"; its width, depth and heads) at
     ``image_size`` px cut into patches of each size in ``patches``: one row per token count, few first.
@@ -201,18 +201,33 @@ def attention_cost_sweep(model_name: str, image_size: int, patches: Sequence[int
     model's MLP, each timed alone with the model's head layout; the share of the step spent in the fused
     attention (depth x its time / the step's). The explicit op is skipped (NaN) above
     ``explicit_max_tokens`` tokens (its T x T matrices may not fit). Times are medians of ``repeats``.
+
+    On the CPU the sweep runs on ``threads`` threads (None: torch's setting), restored after: one thread
+    measures how the work grows, free of how well each op size spreads over cores and of other processes
+    competing for them. The ``hardware`` column names the device (and the threads).
     """
+    from .train import cpu_name
+
     device = torch.device(device)
-    rows = []
-    for patch in sorted(patches, reverse=True):
-        tokens = (image_size // patch) ** 2 + 1
-        rows.append(sweep_point(model_name, image_size, patch, batch=batch, warmup=warmup, repeats=repeats,
-                                device=device, explicit=explicit_max_tokens is None or tokens <= explicit_max_tokens))
-        if progress:
-            progress(f"  {rows[-1][TOKENS]} tokens (patch {patch}): model {rows[-1][MODEL_TIME]:.2f} ms/image, fused "
-                     f"attention {rows[-1][FUSED_TIME]:.3f} ms/image/layer")
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    before = torch.get_num_threads()
+    if device.type == "cpu" and threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+        rows = []
+        for patch in sorted(patches, reverse=True):
+            tokens = (image_size // patch) ** 2 + 1
+            rows.append({**sweep_point(model_name, image_size, patch, batch=batch, warmup=warmup, repeats=repeats,
+                                       device=device,
+                                       explicit=explicit_max_tokens is None or tokens <= explicit_max_tokens),
+                         "hardware": hardware})
+            if progress:
+                progress(f"  {rows[-1][TOKENS]} tokens (patch {patch}): model {rows[-1][MODEL_TIME]:.2f} ms/image, "
+                         f"fused attention {rows[-1][FUSED_TIME]:.3f} ms/image/layer")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    finally:
+        torch.set_num_threads(before)
     return pd.DataFrame(rows)
 
 

@@ -181,7 +181,7 @@ def test_inspect_returns_every_array():
     torch.manual_seed(0)
     model = create_model("ViT-XXS/8", num_classes=10, img_size=32)
     images = torch.rand(6, 3, 32, 32) * 2 - 1
-    a = exp.inspect(model, images, rollout_images=2)
+    a = exp.inspect_vit(model, images, rollout_images=2)
     assert a["filters"].shape == (28, 8, 8, 3) and a["similarity"].shape == (16, 16)
     assert a["distance"].shape == a["distance_init"].shape == (4, 2)
     assert a["rollout"].shape == (2, 4, 4) and a["images"].shape == (2, 32, 32, 3) and a["images"].dtype == np.uint8

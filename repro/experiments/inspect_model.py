@@ -57,6 +57,7 @@ GLOBAL_FRACTION = 0.5           # a head "attends to most of the image": mean di
 LOCAL_FRACTION = 0.3            # a head attends locally: mean distance <= 0.3 of uniform's (about one patch on 8x8)
 EXPONENT_TOLERANCE = 0.3        # "quadratic": a fitted exponent within 2 +- 0.3 (linear is 1)
 OFFICIAL_IMAGES = 64            # test images for an official ViT-B/L at 224 px (a forward costs ~18-60 GFLOPs)
+INIT_IMAGES = 32                # images for the attention distance of the architecture at initialisation
 COST_FILE = "attention_cost.csv"
 
 POSITION_CLAIM = ("Position embeddings encode distance in the image: closer patches have more similar position "
@@ -126,8 +127,8 @@ def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, dat
     warmup_steps, lr, inspect_images, rollout_images, cost_image_size, cost_patches, cost_batch, cost_repeats,
     fit_min_tokens, explicit_max_tokens) replace the preset's, None keeps it; unknown keys are errors."""
     if scale not in PRESETS:
-        raise ValueError(f"notebook 07 runs at {sorted(PRESETS)}; to inspect the paper's models, pass an official "
-                         "ViT-B/16 or ViT-L/16 .npz as pretrained_checkpoint")
+        raise ValueError(f"notebook 07 runs at {sorted(PRESETS)}; to inspect the paper's models, run it at one of "
+                         "these with an official ViT-B/16 or ViT-L/16 .npz as pretrained_checkpoint")
     preset = get_scale(scale)
     values = preset_values(PRESETS, scale, overrides, what="notebook 07", seed_fields={"seeds": seeds})
     values["cost_patches"] = tuple(int(p) for p in values["cost_patches"])
@@ -149,7 +150,7 @@ class Inspected:
     source: str                  # trained here | run directory | official checkpoint
     seed: Optional[int]
     run_dir: Optional[Path]      # None for an official checkpoint
-    arrays: Path                 # inspection.npz (``inspect``'s arrays)
+    arrays: Path                 # inspection.npz (``inspect_vit``'s arrays)
     primary: bool                # the claims' verdicts are computed on the primary models
 
 
@@ -210,18 +211,21 @@ def _test_images(dataset: str, data_dir: Optional[str], count: int, image_size: 
     return x
 
 
-def _distances(model, images, device, chunk: int = 100) -> np.ndarray:
-    """Mean attention distance (layers, heads) over ``images``, computed in chunks (their mean, by size)."""
-    from ..analysis import collect_attentions, mean_attention_distance
+def _attention_numbers(model, images, device, rollout: bool = True, chunk: int = 100):
+    """Mean attention distance (layers, heads) over ``images`` and, with ``rollout``, each image's rollout map
+    (B, gh, gw); one pass in chunks of ``chunk`` images (the distance: the chunks' means weighted by size)."""
+    from ..analysis import collect_attentions, mean_attention_distance, rollout_map
 
     model = model.to(device)
-    total, count = 0.0, 0
+    grid = tuple(model.grid_size)
+    total, maps = 0.0, []
     for start in range(0, len(images), chunk):
         x = images[start:start + chunk]
-        attentions = collect_attentions(model, x)
-        total = total + len(x) * mean_attention_distance(attentions, tuple(model.grid_size), model.cfg.patch_size)
-        count += len(x)
-    return total / count
+        attentions = collect_attentions(model, x)                   # per layer (b, heads, T, T)
+        total = total + len(x) * mean_attention_distance(attentions, grid, model.cfg.patch_size)
+        if rollout:
+            maps.append(rollout_map(attentions, grid))
+    return total / len(images), (np.concatenate(maps) if rollout else None)
 
 
 def central_mask(grid: Sequence[int]) -> np.ndarray:
@@ -232,18 +236,19 @@ def central_mask(grid: Sequence[int]) -> np.ndarray:
     return mask
 
 
-def inspect(model, images, *, rollout_images: int, device: str = "cpu", seed: int = 0) -> dict[str, np.ndarray]:
+def inspect_vit(model, images, *, rollout_images: int, device: str = "cpu", seed: int = 0) -> dict[str, np.ndarray]:
     """Every inspection array of one ViT on ``images`` ((B, 3, H, W) in [-1, 1], at the model's size).
 
     Returns: ``filters`` (k, P, P, C) and ``filter_variance`` (k,) (Fig. 7 left); ``similarity`` (N, N) when
     the model has an absolute position table (Fig. 7 centre); ``distance`` and ``distance_init`` (layers,
-    heads), the trained model's and the same architecture's at initialisation (``seed``) (Fig. 7 right);
+    heads), the trained model's and the same architecture's at initialisation (``seed``, on the first
+    ``INIT_IMAGES`` images) (Fig. 7 right);
     ``rollout`` (R, gh, gw) and ``images`` (R, H, W, 3) uint8 for Fig. 6; ``central_share`` (B,), the share of
     each image's rollout map on the central patches (``central_mask``); ``grid``, ``patch``, ``image_size``.
     """
     import torch
 
-    from ..analysis import collect_attentions, filter_components, position_similarity, rollout_map
+    from ..analysis import filter_components, position_similarity
     from ..data import denormalize
     from ..models import build_model
 
@@ -254,11 +259,10 @@ def inspect(model, images, *, rollout_images: int, device: str = "cpu", seed: in
     except ValueError:  # no absolute position table (pos_embed none or relative)
         pass
     grid = tuple(model.grid_size)
-    out["distance"] = _distances(model, images, device)
+    out["distance"], maps = _attention_numbers(model, images, device)                # maps (B, gh, gw)
+    # At initialisation attention hardly depends on the image: a few images show where every head starts.
     torch.manual_seed(seed)
-    out["distance_init"] = _distances(build_model(model.cfg), images, device)
-    maps = np.concatenate([rollout_map(collect_attentions(model.to(device), images[s:s + 100]), grid)
-                           for s in range(0, len(images), 100)])                     # (B, gh, gw)
+    out["distance_init"], _ = _attention_numbers(build_model(model.cfg), images[:INIT_IMAGES], device, rollout=False)
     out["central_share"] = maps[:, central_mask(grid)].sum(axis=1) / maps.reshape(len(maps), -1).sum(axis=1)
     out["rollout"] = maps[:rollout_images].astype(np.float32)
     shown = denormalize(images[:rollout_images]).clamp(0, 1).permute(0, 2, 3, 1)      # (R, H, W, 3) in [0, 1]
@@ -276,7 +280,7 @@ def _slug(text: str) -> str:
 def _save_inspection(runs: Runs, label: str, source: str, seed, run_dir, model, dataset: str, count: int,
                      rollout: int, device: str, primary: bool) -> None:
     images = _test_images(dataset, runs.config.data_dir, count, tuple(model.cfg.img_size))
-    arrays = inspect(model, images, rollout_images=rollout, device=device, seed=seed or 0)
+    arrays = inspect_vit(model, images, rollout_images=rollout, device=device, seed=seed or 0)
     path = runs.out / "inspection" / f"{_slug(label)}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
@@ -327,15 +331,12 @@ def measure_cost(runs: Runs, device: str = "auto") -> pd.DataFrame:
     model's width, depth and heads; written to ``attention_cost.csv`` / ``.md`` and returned."""
     import torch
 
-    from ..train import cpu_name
-
     c = runs.config
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     print(f"attention cost: {c.model} at {c.cost_image_size} px, {c.cost_tokens} tokens on {device}", flush=True)
     table = attention_cost_sweep(c.model, c.cost_image_size, c.cost_patches, batch=c.cost_batch, repeats=c.cost_repeats,
                                  device=device, explicit_max_tokens=c.explicit_max_tokens,
                                  progress=lambda line: print(line, flush=True))
-    table["hardware"] = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_name()
     write_table(table, runs.out, Path(COST_FILE).stem, note=cost_note(runs))
     runs.cost_table = runs.out / COST_FILE
     return table
@@ -344,7 +345,8 @@ def measure_cost(runs: Runs, device: str = "auto") -> pd.DataFrame:
 def cost_note(runs: Runs) -> str:
     c = runs.config
     return (f"{c.model}'s width, depth and heads at {c.cost_image_size} px, cut into patches of {list(c.cost_patches)} "
-            f"px: batch {c.cost_batch}, median of {c.cost_repeats} timed forward + backward passes after one untimed. "
+            f"px: batch {c.cost_batch}, median of {c.cost_repeats} timed forward + backward passes after one untimed "
+            "(on the CPU on one thread). "
             "Fused attention: F.scaled_dot_product_attention, the op the model trains with; explicit: softmax(q k^T / "
             "sqrt(d)) v with the T x T weights materialised (the return_attention path). Saved: bytes autograd keeps for "
             "backward (inputs and parameters excluded); CUDA peak: torch.cuda.max_memory_allocated. Exponents are "
@@ -741,6 +743,6 @@ def summary(runs: Runs, found: Sequence[dict]) -> str:
 
 
 __all__ = ["NAME", "Config", "Inspected", "Runs", "get_config", "settings_markdown", "run", "official_model",
-           "inspect", "measure_cost", "position_structure", "depth_trend", "uniform_distance", "model_metrics",
+           "inspect_vit", "measure_cost", "position_structure", "depth_trend", "uniform_distance", "model_metrics",
            "verdict_significant", "verdict_lowest_layer", "verdict_exponent", "claims", "table", "table_note",
            "plot", "plot_cost", "pixels_paragraph", "summary"]

@@ -17,9 +17,10 @@ fitted exponents, and the arithmetic of pixels as tokens at 224 px as an extrapo
 
 Scales. ``smoke``: ViT-XXS/8 trained 8 steps on the embedded mini CIFAR-10, a three-point sweep up to 257
 tokens; proves the plumbing, verdicts undecided. ``cpu``: ViT-XS/4 (6 layers x 4 heads, 8x8 patches of
-4 px) trained 900 steps of batch 128 on CIFAR-10 at 32 px (~115k images, ~6.6 min at the measured ~290
-images/s on 2 idle cores), inspected on 500 test images; sweep at 96 px, patches 16 ... 2 (37 ... 2305
-tokens, ~16 s on one thread); about 9 minutes in all. ``gpu``: ViT-Ti/4 (12 x 3), 3000 steps of 512, three
+4 px) trained 900 steps of batch 128 on CIFAR-10 at 32 px (115,200 images: 6.6 min at the idle ~290
+images/s of benchmarks/RESULTS.md, 7.5 min at the 257 images/s notebook 01 measured), inspected on 500 test
+images; sweep at 96 px, patches 16 ... 2 (37 ... 2305 tokens, ~16 s on one thread, measured); about 9
+minutes in all. ``gpu``: ViT-Ti/4 (12 x 3), 3000 steps of 512, three
 seeds; sweep at 224 px up to 12,545 tokens (the materialising op up to 4,096).
 
 Departures (stated in the table note): the paper inspects ViT-L/32 and ViT-L/16 pre-trained on JFT-300M at
@@ -74,8 +75,9 @@ PRESETS = {
     "smoke": dict(model="ViT-XXS/8", image_size=32, batch_size=32, steps=8, warmup_steps=2, lr=1e-3, seeds=(0,),
                   inspect_images=32, rollout_images=4, cost_image_size=32, cost_patches=(8, 4, 2), cost_batch=2,
                   cost_repeats=2, fit_min_tokens=16, explicit_max_tokens=None),
-    # Sized from measured idle throughput on 2 cores (ViT-XS/4 trains at ~290 images/s at 32 px; benchmarks/
-    # RESULTS.md): 900 x 128 images is ~6.6 min; the sweep ~16 s on one thread (measured); inspection seconds.
+    # Sized from measured throughput on 2 cores (ViT-XS/4 trains at ~290 images/s at 32 px idle, benchmarks/
+    # RESULTS.md; 257 in notebook 01): 900 x 128 images is 6.6-7.5 min; the sweep ~16 s on one thread
+    # (measured); the inspection seconds. 6 layers x 4 heads give Fig. 7 right 24 heads (ViT-XXS: 8).
     "cpu": dict(model="ViT-XS/4", image_size=32, batch_size=128, steps=900, warmup_steps=90, lr=1e-3, seeds=(0,),
                 inspect_images=500, rollout_images=8, cost_image_size=96, cost_patches=(16, 12, 8, 6, 4, 3, 2),
                 cost_batch=1, cost_repeats=3, fit_min_tokens=256, explicit_max_tokens=None),
@@ -337,7 +339,7 @@ def measure_cost(runs: Runs, device: str = "auto") -> pd.DataFrame:
     table = attention_cost_sweep(c.model, c.cost_image_size, c.cost_patches, batch=c.cost_batch, repeats=c.cost_repeats,
                                  device=device, explicit_max_tokens=c.explicit_max_tokens,
                                  progress=lambda line: print(line, flush=True))
-    write_table(table, runs.out, Path(COST_FILE).stem, note=cost_note(runs))
+    write_table(table, runs.out, Path(COST_FILE).stem, note=cost_note(runs), floatfmt=".3g")
     runs.cost_table = runs.out / COST_FILE
     return table
 

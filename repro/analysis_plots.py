@@ -1,4 +1,5 @@
-"""Drawing the inspection figures (Fig. 6, 7) from the arrays of ``repro.analysis``.
+"""Drawing the inspection figures (Fig. 6, 7) from the arrays of ``repro.analysis``, and the cost of
+attention (``repro.attention_cost``) from its sweep's table.
 
 Each function takes the numbers (never a model), writes one PNG and returns its
 path, so a figure can always be rebuilt from saved arrays.
@@ -6,7 +7,7 @@ path, so a figure can always be rebuilt from saved arrays.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Mapping, Optional, Union
 
 import numpy as np
 
@@ -77,11 +78,13 @@ def plot_position_similarity(similarity: np.ndarray, grid_size: tuple[int, int],
 
 
 def plot_attention_distance(distances: Union[np.ndarray, Mapping[str, np.ndarray]], out_path: PathLike,
-                            title: str = "") -> Path:
+                            title: str = "", reference: Optional[float] = None) -> Path:
     """Mean attention distance of every head against network depth (Fig. 7 right).
 
     distances: (layers, heads) from ``mean_attention_distance``, or a mapping
     label -> such an array to compare models; one dot per head, layers numbered from 1.
+    reference: a distance in pixels drawn as a dashed line (e.g. uniform attention's); with it the
+    axis starts at 0, as the paper's does.
     """
     plt = _pyplot()
     series = distances if isinstance(distances, Mapping) else {"": distances}
@@ -92,10 +95,14 @@ def plot_attention_distance(distances: Union[np.ndarray, Mapping[str, np.ndarray
             raise ValueError(f"expected (layers, heads) distances, got shape {dist.shape}")
         layers = np.repeat(np.arange(1, dist.shape[0] + 1), dist.shape[1])
         ax.scatter(layers, dist.reshape(-1), s=10, alpha=0.7, label=label or None)
+    if reference is not None:
+        ax.axhline(reference, linestyle="--", color="grey", linewidth=1, label="uniform attention")
+        top = max([reference] + [float(np.max(d)) for d in series.values()])
+        ax.set_ylim(0, 1.1 * top)
     ax.set(xlabel="network depth (layer)", ylabel="mean attention distance (pixels)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    if any(series):
+    if any(series) or reference is not None:
         ax.legend(fontsize=7)
     ax.set_title(title or "Mean attention distance per head", fontsize=9)
     fig.tight_layout()
@@ -124,5 +131,58 @@ def plot_rollout(images: np.ndarray, maps: np.ndarray, out_path: PathLike, title
     axes[0, 0].set_title("input", fontsize=8, loc="left")
     axes[1, 0].set_title("attention", fontsize=8, loc="left")
     fig.suptitle(title or "Attention rollout", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_path)
+
+
+def plot_attention_cost(table, fits: Mapping[str, object], out_path: PathLike, title: str = "") -> Path:
+    """The cost of attention against the token count, log-log (claim 7): time (left) and memory (right).
+
+    table: ``repro.attention_cost.attention_cost_sweep``'s rows; fits: column -> ``PowerFit`` (from
+    ``fit_exponents``), drawn dashed over the range they were fitted on, their exponent in the legend.
+    A dotted T^2 guide through the fused attention's last point shows what quadratic looks like.
+    """
+    from .attention_cost import (EXPLICIT_SAVED, EXPLICIT_TIME, FUSED_SAVED, FUSED_TIME, MLP_TIME, MODEL_PEAK,
+                                 MODEL_SAVED, MODEL_TIME, TOKENS)
+
+    plt = _pyplot()
+    panels = {
+        "time, forward + backward (ms per image)": [(MODEL_TIME, "whole model"), (FUSED_TIME, "fused attention, per layer"),
+                                                    (EXPLICIT_TIME, "explicit attention, per layer"),
+                                                    (MLP_TIME, "MLP, per layer")],
+        "memory (MiB per image)": [(MODEL_SAVED, "whole model, saved activations"),
+                                   (EXPLICIT_SAVED, "explicit attention, saved, per layer"),
+                                   (FUSED_SAVED, "fused attention, saved, per layer")],
+    }
+    if MODEL_PEAK in table and table[MODEL_PEAK].notna().any():
+        batch = float(table["batch"].iloc[0])
+        table = table.assign(**{"_peak_per_image": table[MODEL_PEAK] / batch})
+        panels["memory (MiB per image)"].append(("_peak_per_image", "whole model, CUDA peak allocated"))
+    # One colour per part of the model in both panels.
+    colours = {MODEL_TIME: "C0", MODEL_SAVED: "C0", "_peak_per_image": "C4", FUSED_TIME: "C1", FUSED_SAVED: "C1",
+               EXPLICIT_TIME: "C2", EXPLICIT_SAVED: "C2", MLP_TIME: "C3"}
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
+    tokens = np.asarray(table[TOKENS], dtype=float)
+    for ax, (ylabel, series) in zip(axes, panels.items()):
+        for column, label in series:
+            values = np.asarray(table[column], dtype=float)
+            if not np.isfinite(values).any():
+                continue
+            colour = colours[column]
+            fit = fits.get(column)
+            legend = label + (f" (~T^{fit.exponent:.2f})" if fit is not None else "")
+            ax.plot(tokens, values, "o-", color=colour, label=legend, markersize=4)
+            if fit is not None:
+                xs = np.geomspace(*fit.x_range, 20)
+                ax.plot(xs, fit.predict(xs), "--", color=colour, linewidth=2.5, alpha=0.5)
+        ax.set(xscale="log", yscale="log", xlabel="tokens T", ylabel=ylabel)
+        ax.grid(alpha=0.3, which="both")
+    if FUSED_TIME in table and np.isfinite(table[FUSED_TIME]).any():
+        last = int(np.nanargmax(tokens))
+        xs = np.geomspace(tokens.min(), tokens.max(), 20)
+        axes[0].plot(xs, table[FUSED_TIME].iloc[last] * (xs / tokens[last]) ** 2, ":", color="grey", label="T^2 guide")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.suptitle(title or "The cost of attention against the number of tokens (dashed: power-law fits)", fontsize=9)
     fig.tight_layout()
     return _save(fig, out_path)

@@ -185,13 +185,14 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     return "\n".join([header, rule, *rows]) + "\n"
 
 
-def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, *, note: str = "") -> tuple[Path, Path]:
-    """Write ``<name>.csv`` and ``<name>.md`` (the Markdown with ``note`` under the table)."""
+def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, *, note: str = "",
+                floatfmt: str = ".2f") -> tuple[Path, Path]:
+    """Write ``<name>.csv`` and ``<name>.md`` (the Markdown with ``note`` under the table, floats as ``floatfmt``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
     df.to_csv(csv_path, index=False)
-    md_path.write_text(to_markdown(df) + (f"\n{note.strip()}\n" if note else ""))
+    md_path.write_text(to_markdown(df, floatfmt) + (f"\n{note.strip()}\n" if note else ""))
     return csv_path, md_path
 
 

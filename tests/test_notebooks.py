@@ -18,10 +18,13 @@ EXPECTED_FILES = {
     "03_cls_vs_gap": ["table.csv", "table.md", "curves.csv", "claims.json", "accuracy_vs_steps.png"],
     "06_masked_patch_prediction": ["table.csv", "table.md", "ablation.csv", "ablation.md", "claims.json",
                                    "mpp_predictions.png"],
+    "07_inspect": ["table.csv", "table.md", "attention_cost.csv", "attention_cost.md", "claims.json",
+                   "fig7_left_filters.png", "fig7_centre_position_similarity.png", "fig7_right_attention_distance.png",
+                   "fig6_rollout.png", "attention_cost.png"],
 }
 # Notebooks whose claims.json is checked (every notebook will write one).
 WRITES_CLAIMS = {"01_pretrain_and_transfer", "02_position_embeddings", "03_cls_vs_gap",
-                 "06_masked_patch_prediction"}
+                 "06_masked_patch_prediction", "07_inspect"}
 
 
 def absolute_occurrences(text: str, path) -> list[str]:

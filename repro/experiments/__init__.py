@@ -10,6 +10,7 @@ functions and every notebook builds its results the same way.
 - ``position_embeddings``: notebook 02 (App. D.4, Table 8, every cell; Fig. 7 centre).
 - ``cls_vs_gap``: notebook 03 (App. D.3, Fig. 9).
 - ``masked_patch``: notebook 06 (Sec. 4.6, App. B.1.2: masked patch prediction, its ablation).
+- ``inspect_model``: notebook 07 (Sec. 4.5, Fig. 6, 7; the cost of attention, Sec. 3.1).
 
 Shared here: ``train_fields`` (a scale's TrainConfig fields with a notebook's paths), ``train_and_probe``
 and ``probe_model`` (5-shot linear probes of a run, at the end and along training, kept in
@@ -55,7 +56,7 @@ def progress_kwargs(label: str, steps: int) -> dict:
 # --- shared by the experiment modules ---------------------------------------------------------------------
 
 VERDICT_WORDS = {True: "holds", False: "does not hold", None: "undecided"}
-# Rows of repro.scales.PAPER_SETTINGS that a pre-training-only experiment (notebooks 02, 03) departs in.
+# Rows of repro.scales.PAPER_SETTINGS that a pre-training-only experiment (notebooks 02, 03, 07) departs in.
 PRETRAIN_SETTING_ROWS = ("models (ViT / BiT / hybrid)", "pre-training data", "pre-training resolution",
                          "pre-training batch", "pre-training length", "pre-training warm-up",
                          "pre-training lr, decay, weight decay", "pre-training dropout / clipping",
@@ -285,9 +286,9 @@ def summary_markdown(settings: str, first_run: dict, found: Sequence[dict], *, d
 
 
 @dataclass(frozen=True)
-class ProbedPretraining:
-    """The settings that notebooks 02 and 03 share: a scale's preset, where its data lies, one ViT's
-    pre-training budget (this experiment's own model, size, batch and steps) and the few-shot probe."""
+class Pretraining:
+    """The settings of a notebook that pre-trains its own ViT (02, 03, 07): a scale's preset, where its data
+    lies and the ViT's pre-training budget (this experiment's own model, size, batch and steps)."""
 
     scale: Scale
     data_dir: Optional[str]
@@ -296,7 +297,6 @@ class ProbedPretraining:
     batch_size: int
     steps: int
     warmup_steps: int
-    fewshot_max_train: Optional[int]  # support sets are drawn from this many training images (None: all)
 
     def scale_with_budget(self, lr: float) -> Scale:
         """The scale's preset with this experiment's model, budget and ``lr`` (what ``train_fields`` reads)."""
@@ -305,14 +305,21 @@ class ProbedPretraining:
                                    warmup_steps=self.warmup_steps, pretrain_lr=lr)
 
     @property
-    def probe(self) -> Probe:
-        return Probe(dataset=self.scale.dataset, data_dir=self.data_dir, shots=(FEWSHOT_SHOTS,),
-                     max_train=self.fewshot_max_train or self.scale.max_train, max_test=self.scale.max_test)
-
-    @property
     def decidable(self) -> bool:
         """False at smoke scale: a few steps on a few hundred images test the plumbing, not the claims."""
         return self.scale.name != "smoke"
+
+
+@dataclass(frozen=True)
+class ProbedPretraining(Pretraining):
+    """The settings that notebooks 02 and 03 share: ``Pretraining`` plus the few-shot probe."""
+
+    fewshot_max_train: Optional[int]  # support sets are drawn from this many training images (None: all)
+
+    @property
+    def probe(self) -> Probe:
+        return Probe(dataset=self.scale.dataset, data_dir=self.data_dir, shots=(FEWSHOT_SHOTS,),
+                     max_train=self.fewshot_max_train or self.scale.max_train, max_test=self.scale.max_test)
 
 
 def preset_values(presets: dict, scale: str, overrides: dict, *, what: str, seed_fields: dict) -> dict:

@@ -9,6 +9,7 @@ functions and every notebook builds its results the same way.
 - ``pretrain_transfer``: notebook 01 (Sec. 4.2, Table 2; the small-data end of Fig. 3; Sec. 3.2).
 - ``position_embeddings``: notebook 02 (App. D.4, Table 8, every cell; Fig. 7 centre).
 - ``cls_vs_gap``: notebook 03 (App. D.3, Fig. 9).
+- ``data_scaling``: notebook 04 (Sec. 4.3, Fig. 3, 4: accuracy against the pre-training set size).
 
 Shared here: ``train_fields`` (a scale's TrainConfig fields with a notebook's paths), ``train_and_probe``
 and ``probe_model`` (5-shot linear probes of a run, at the end and along training, kept in
@@ -72,15 +73,16 @@ def train_fields(scale, stage: str, family: str, *, data_dir, out_dir, device: s
     return fields
 
 
-def pretrain_departures_markdown(scale) -> str:
+def pretrain_departures_markdown(scale, rows: Optional[dict] = None) -> str:
     """The "paper vs this experiment" table for the pre-training rows, for a ``Scale`` that an experiment
-    has changed (its own model, steps, lr...): ``repro.scales.departures_markdown`` takes preset names only."""
+    has changed (its own model, steps, lr...): ``repro.scales.departures_markdown`` takes preset names only.
+    The models row names the ViT alone (what notebooks 02 and 03 train); ``rows`` replaces any row's text."""
     from ..scales import PAPER_SETTINGS, scale_settings
 
-    ours = scale_settings(scale)
+    ours = {**scale_settings(scale), "models (ViT / BiT / hybrid)": scale.vit, **(rows or {})}
     lines = [f"| setting | paper | this notebook (`{scale.name}`) |", "|---|---|---|"]
     for row in PRETRAIN_SETTING_ROWS:
-        value = ours[row] if row != "models (ViT / BiT / hybrid)" else scale.vit  # only the ViT is trained
+        value = ours[row]
         lines.append(f"| {row} | {PAPER_SETTINGS[row]} | {'= paper' if value == PAPER_SETTINGS[row] else value} |")
     return "\n".join(lines) + "\n"
 
@@ -167,7 +169,7 @@ def probe_model(model, probe: Probe, device: str = "auto") -> dict:
     import torch
 
     from ..data import get_datasets
-    from ..fewshot import extract_features, fewshot_results
+    from ..fewshot import classifier_logits, extract_features, fewshot_results
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     model = model.to(device)
@@ -180,7 +182,7 @@ def probe_model(model, probe: Probe, device: str = "auto") -> dict:
     found = fewshot_results(train_x, train.labels, test_x, test.labels, probe.shots, probe.seeds,
                             num_classes=train.num_classes)
     with torch.no_grad():
-        logits = model.head(test_x.to(device)).float().cpu()  # (M, K): the trained classifier on the same features
+        logits = classifier_logits(model, test_x.to(device)).float().cpu()  # (M, K): the classifier, same features
     top1 = float((logits.argmax(-1) == torch.as_tensor(test.labels)).float().mean())
     return {"fewshot": {str(k): {"mean": 100 * v["mean"], "std": 100 * v["std"],
                                  "per_seed": [100 * a for a in v["per_seed"]]} for k, v in found.items()},
@@ -332,6 +334,13 @@ class RunSet:
     def select(self, **match) -> list:
         """The records whose fields equal ``match``, e.g. ``select(stage="pre-train", seed=0)``."""
         return [r for r in self.records if all(getattr(r, k) == v for k, v in match.items())]
+
+    def first_run(self) -> dict:
+        """The first run's ``repro.results.load_run`` row (its hardware and data source name the summary's
+        setting), or {} before any run."""
+        from ..results import load_run
+
+        return load_run(self.records[0].run_dir) if self.records else {}
 
 
 def cost_columns(loaded: Sequence[dict]) -> dict:

@@ -348,10 +348,9 @@ def plot(runs: Runs) -> Path:
 
 def summary(runs: Runs, found: Sequence[dict]) -> str:
     """A closing paragraph in Markdown, generated from the claims' numbers and verdicts."""
-    first = load_run(runs.records[0].run_dir) if runs.records else {}
     unavailable = [f"- Not run (data set unavailable): {', '.join(runs.unavailable)}."] if runs.unavailable else []
-    return summary_markdown(f"scale `{runs.config.scale.name}`, {len(runs.config.seeds)} seed(s)", first, found,
-                            decidable=runs.config.decidable, extra_lines=unavailable)
+    return summary_markdown(f"scale `{runs.config.scale.name}`, {len(runs.config.seeds)} seed(s)", runs.first_run(),
+                            found, decidable=runs.config.decidable, extra_lines=unavailable)
 
 
 __all__ = ["NAME", "Config", "RunRecord", "Runs", "get_config", "run", "run_paper", "table", "table_note",

@@ -12,7 +12,7 @@ NOTEBOOKS = list_notebooks()
 
 # What each notebook must leave in results/<notebook>/smoke/ besides its executed copy.
 EXPECTED_FILES = {
-    "01_pretrain_and_transfer": ["table.csv", "table.md", "claims.json", "curves.png"],
+    "01_pretrain_and_transfer": ["table.csv", "table.md", "claims.json", "curves.png", "transfer.png"],
     "02_position_embeddings": ["table.csv", "table.md", "table8.csv", "table8.md", "claims.json",
                                "position_similarity.png"],
     "03_cls_vs_gap": ["table.csv", "table.md", "curves.csv", "claims.json", "accuracy_vs_steps.png"],

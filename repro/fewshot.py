@@ -216,6 +216,18 @@ def representation(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.forward_head(model.forward_features(x), pre_logits=True)
 
 
+def classifier_logits(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """Pre-logits features (B, F) (``representation``) -> the model's trained classifier's logits (B, K).
+
+    Our ViT / hybrid: the ``head`` Linear. timm's ResNetV2 (BiT): its classifier is a 1x1 convolution
+    on the pooled map, so the features are given back their 1x1 spatial dimensions first.
+    """
+    head = model.get_classifier() if hasattr(model, "get_classifier") else model.head
+    if isinstance(head, nn.Conv2d):
+        return head(features[:, :, None, None]).flatten(1)  # (B, F, 1, 1) -> (B, K, 1, 1) -> (B, K)
+    return head(features)
+
+
 def patch_mean_representation(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Images (B, C, H, W) in [-1, 1] -> the mean of the ViT's final-LayerNorm patch tokens (B, D).
 

@@ -251,9 +251,17 @@ def plot_curves(panels: dict[str, dict[str, Sequence[str | Path]]], out_path: st
             ax.legend(handles, labels, title="training acc. (o held-out, x test)", fontsize=8, title_fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
+    return save_figure(fig, out_path)
+
+
+def save_figure(fig, out_path: str | Path, dpi: int = 100) -> Path:
+    """Write a matplotlib figure to ``out_path`` (PNG, folders made) and close it: figures are files, never
+    notebook state. Returns the path."""
+    import matplotlib.pyplot as plt
+
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=100)
+    fig.savefig(out_path, dpi=dpi)
     plt.close(fig)
     return out_path
 

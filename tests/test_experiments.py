@@ -128,3 +128,72 @@ def test_probe_record_names_a_task_only_when_one_is_selected():
     target = Probe(classes=(5, 6), train_part="target", target_size=100).record()
     assert target["classes"] == [5, 6] and target["train_part"] == "target" and target["target_size"] == 100
     assert "target_size" not in Probe(classes=(5, 6)).record()
+
+
+# --- the transfer part (below paper scale) -------------------------------------------------------------------
+
+def add_transfer(runs: Runs, tmp_path, tuned: dict, scratch: dict) -> Runs:
+    """Source, fine-tuned and from-scratch records per family, with the target's test top-1 (%) per seed."""
+    t = runs.config.transfer
+    for family, model in (("ViT", "ViT-XXS/8"), ("BiT", "R14x1")):
+        for stage, values, classes in ((exp.SOURCE_STAGE, [70.0] * len(tuned[family]), t.source_classes),
+                                       (exp.TRANSFER_STAGE, tuned[family], t.target_classes),
+                                       (exp.SCRATCH_STAGE, scratch[family], t.target_classes)):
+            for seed, top1 in enumerate(values):
+                run_dir = fake_run(tmp_path, f"{family}-{stage}-{seed}".replace(" ", "_"), model=model, test=top1,
+                                   val=top1 + 1)
+                heldout = top1 + 1 if stage != exp.SOURCE_STAGE else None
+                runs.records.append(RunRecord(family, model, stage, "cifar10", 32, seed, run_dir, 0.01, heldout,
+                                              classes))
+    return runs
+
+
+@pytest.mark.parametrize("vit_tuned, vit_scratch, expected", [
+    ([60.0, 61.0, 62.0], [45.0, 46.0, 47.0], True),    # transfer 15 points above scratch, spread ~1.4
+    ([45.0, 46.0, 47.0], [60.0, 61.0, 62.0], False),   # pre-training hurts
+    ([60.0, 61.0, 62.0], [59.5, 61.5, 62.5], None),    # within the spread
+])
+def test_transfer_claims_per_model_follow_the_numbers(tmp_path, vit_tuned, vit_scratch, expected):
+    runs = make_runs(tmp_path, "cpu", [50.0, 51.0, 52.0], [60.0, 61.0, 62.0], tuned_high=[53.0, 54.0, 55.0],
+                     tuned_low=[51.0, 52.0, 53.0])
+    add_transfer(runs, tmp_path, {"ViT": vit_tuned, "BiT": [70.0, 71.0, 72.0]},
+                 {"ViT": vit_scratch, "BiT": [50.0, 51.0, 52.0]})
+    found = exp.claims(runs)
+    assert [c["claim"] for c in found[:2]] == [exp.SMALL_DATA_CLAIM, exp.RESOLUTION_CLAIM]  # kept, and first
+    vit, bit = found[2:]
+    assert vit["claim"] == exp.transfer_claim("ViT-XXS/8") and bit["claim"] == exp.transfer_claim("R14x1")
+    assert vit["holds"] is expected and bit["holds"] is True
+    assert vit["ours"]["from scratch"][0] == pytest.approx(sum(vit_scratch) / 3)
+    assert vit["ours"]["fine-tuned from classes 0-4"][0] == pytest.approx(sum(vit_tuned) / 3)
+    assert "classes 5-9, 1,000 labelled images" in vit["metric"] and "79.9" in vit["paper"]
+
+
+def test_transfer_rows_name_the_task_and_the_claim_and_have_their_own_figure(tmp_path):
+    runs = make_runs(tmp_path, "cpu", [50.0, 52.0], [60.0, 62.0], tuned_high=[55.0, 57.0], tuned_low=[51.0, 53.0])
+    add_transfer(runs, tmp_path, {"ViT": [60.0, 62.0], "BiT": [70.0, 72.0]}, {"ViT": [40.0, 42.0], "BiT": [50.0, 52.0]})
+    table = exp.table(runs).set_index(["stage", "model"])
+    row = table.loc[(exp.TRANSFER_STAGE, "ViT-XXS/8")]
+    assert row["data set"] == "cifar10 (classes 5-9)" and row["test top-1 (%)"] == pytest.approx(61.0)
+    assert row["held-out top-1 (%)"] == pytest.approx(62.0)  # the chosen lr's held-out score
+    assert row["paper"] == f"claim: {exp.transfer_claim('ViT-XXS/8')} — ours: holds"
+    assert table.loc[(exp.SOURCE_STAGE, "R14x1")]["data set"] == "cifar10 (classes 0-4)"
+    assert table.loc[("pre-train", "R14x1")]["data set"] == "cifar10"  # the rows before the transfer part stay
+    # A 5-class head is smaller than a 10-class one: the FLOPs follow the task's classes.
+    assert (table.loc[(exp.SCRATCH_STAGE, "R14x1")]["train GFLOPs / image"]
+            < table.loc[("pre-train", "R14x1")]["train GFLOPs / image"])
+    assert "Transfer rows" in exp.table_note(runs)
+    assert exp.plot_transfer(runs).name == "transfer.png" and (tmp_path / "transfer.png").stat().st_size > 0
+
+
+def test_transfer_part_by_scale():
+    cpu = exp.get_config("cpu").transfer
+    assert cpu.seeds == (0, 1, 2) and set(cpu.source_classes).isdisjoint(cpu.target_classes)
+    assert cpu.source_task == "classes 0-4" and cpu.target_task == "classes 5-9, 1,000 labelled images"
+    scale = cpu.scale(exp.get_config("cpu").scale)
+    assert (scale.vit, scale.finetune_image_size, scale.finetune_steps) == ("ViT-XXS/4", 32, cpu.target_steps)
+    assert exp.get_config("paper").transfer is None
+    assert exp.get_config("cpu", transfer_seeds=[]).transfer.seeds == ()
+    assert exp.get_config("cpu", transfer_seeds=[5]).transfer.seeds == (5,)
+    runs = Runs(exp.get_config("cpu", transfer_seeds=[]), Path("."))
+    exp.run_transfer(runs.config, runs)  # no seeds: nothing to train
+    assert runs.records == [] and exp.plot_transfer(runs) is None

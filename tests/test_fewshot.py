@@ -6,8 +6,8 @@ import torch.nn.functional as F
 
 from repro import create_model
 from repro.data import ImageArrays, normalize
-from repro.fewshot import (BIAS_CONSTANT, extract_features, fewshot_results, fit_ridge, linear_fewshot,
-                           ridge_weights, standardize, support_indices)
+from repro.fewshot import (BIAS_CONSTANT, classifier_logits, extract_features, fewshot_results, fit_ridge,
+                           linear_fewshot, representation, ridge_weights, standardize, support_indices)
 
 
 def _gaussian_classes(num_classes, n_per_class, dim, spread, seed):
@@ -155,6 +155,22 @@ def test_extract_features_is_the_pre_logits_representation(name, width):
         expected = model.forward_head(model.forward_features(x), pre_logits=True)
     assert feats.shape == (5, width) and feats.dtype == torch.float32
     assert torch.allclose(feats, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ViT-XXS/8", "R14x1"])
+def test_classifier_logits_on_the_representation_are_the_models_logits(name):
+    """The probe scores the trained classifier from the features it already has: ViT head or BiT's 1x1 conv."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7, img_size=32).eval()
+    for p in model.parameters():  # a fresh head is zero: give it weights, so the check is not 0 == 0
+        if p.ndim > 1 and p.shape[0] == 7:
+            torch.nn.init.normal_(p, std=0.05)
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        logits = classifier_logits(model, representation(model, x))
+        expected = model(x)
+    assert logits.shape == (3, 7) and expected.abs().max() > 0
+    assert torch.allclose(logits, expected, atol=1e-5)
 
 
 def test_extract_features_from_uint8_arrays_resizes_and_normalises():

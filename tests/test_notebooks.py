@@ -12,10 +12,11 @@ NOTEBOOKS = list_notebooks()
 
 # What each notebook must leave in results/<notebook>/smoke/ besides its executed copy.
 EXPECTED_FILES = {
-    "01_pretrain_and_transfer": ["table.csv", "table.md", "claims.json", "curves.png"],
+    "01_pretrain_and_transfer": ["table.csv", "table.md", "claims.json", "curves.png", "transfer.png"],
     "02_position_embeddings": ["table.csv", "table.md", "table8.csv", "table8.md", "claims.json",
                                "position_similarity.png"],
     "03_cls_vs_gap": ["table.csv", "table.md", "curves.csv", "claims.json", "accuracy_vs_steps.png"],
+    "04_data_scaling": ["table.csv", "table.md", "slopes.csv", "slopes.md", "claims.json", "data_scaling.png"],
     "06_masked_patch_prediction": ["table.csv", "table.md", "ablation.csv", "ablation.md", "claims.json",
                                    "mpp_predictions.png"],
     "07_inspect": ["table.csv", "table.md", "attention_cost.csv", "attention_cost.md", "claims.json",
@@ -23,7 +24,7 @@ EXPECTED_FILES = {
                    "fig6_rollout.png", "attention_cost.png"],
 }
 # Notebooks whose claims.json is checked (every notebook will write one).
-WRITES_CLAIMS = {"01_pretrain_and_transfer", "02_position_embeddings", "03_cls_vs_gap",
+WRITES_CLAIMS = {"01_pretrain_and_transfer", "02_position_embeddings", "03_cls_vs_gap", "04_data_scaling",
                  "06_masked_patch_prediction", "07_inspect"}
 
 

@@ -11,6 +11,7 @@ functions and every notebook builds its results the same way.
 - ``cls_vs_gap``: notebook 03 (App. D.3, Fig. 9).
 - ``masked_patch``: notebook 06 (Sec. 4.6, App. B.1.2: masked patch prediction, its ablation).
 - ``inspect_model``: notebook 07 (Sec. 4.5, Fig. 6, 7; the cost of attention, Sec. 3.1).
+- ``data_scaling``: notebook 04 (Sec. 4.3, Fig. 3, 4: accuracy against the pre-training set size).
 
 Shared here: ``train_fields`` (a scale's TrainConfig fields with a notebook's paths), ``train_and_probe``
 and ``probe_model`` (5-shot linear probes of a run, at the end and along training, kept in
@@ -74,15 +75,16 @@ def train_fields(scale, stage: str, family: str, *, data_dir, out_dir, device: s
     return fields
 
 
-def pretrain_departures_markdown(scale) -> str:
+def pretrain_departures_markdown(scale, rows: Optional[dict] = None) -> str:
     """The "paper vs this experiment" table for the pre-training rows, for a ``Scale`` that an experiment
-    has changed (its own model, steps, lr...): ``repro.scales.departures_markdown`` takes preset names only."""
+    has changed (its own model, steps, lr...): ``repro.scales.departures_markdown`` takes preset names only.
+    The models row names the ViT alone (what notebooks 02 and 03 train); ``rows`` replaces any row's text."""
     from ..scales import PAPER_SETTINGS, scale_settings
 
-    ours = scale_settings(scale)
+    ours = {**scale_settings(scale), "models (ViT / BiT / hybrid)": scale.vit, **(rows or {})}
     lines = [f"| setting | paper | this notebook (`{scale.name}`) |", "|---|---|---|"]
     for row in PRETRAIN_SETTING_ROWS:
-        value = ours[row] if row != "models (ViT / BiT / hybrid)" else scale.vit  # only the ViT is trained
+        value = ours[row]
         lines.append(f"| {row} | {PAPER_SETTINGS[row]} | {'= paper' if value == PAPER_SETTINGS[row] else value} |")
     return "\n".join(lines) + "\n"
 
@@ -173,7 +175,7 @@ def probe_model(model, probe: Probe, device: str = "auto") -> dict:
     import torch
 
     from ..data import get_datasets
-    from ..fewshot import extract_features, fewshot_results
+    from ..fewshot import classifier_logits, extract_features, fewshot_results
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     model = model.to(device)
@@ -185,10 +187,9 @@ def probe_model(model, probe: Probe, device: str = "auto") -> dict:
     test_x = extract_features(model, test, features=probe.features)    # (M, F)
     found = fewshot_results(train_x, train.labels, test_x, test.labels, probe.shots, probe.seeds,
                             num_classes=train.num_classes)
-    top1 = None
     if probe.features == "pre_logits":
-        with torch.no_grad():
-            logits = model.head(test_x.to(device)).float().cpu()  # (M, K): the trained classifier on the same features
+        with torch.no_grad():  # (M, K): the trained classifier on the same features
+            logits = classifier_logits(model, test_x.to(device)).float().cpu()
         top1 = 100 * float((logits.argmax(-1) == torch.as_tensor(test.labels)).float().mean())
     return {"fewshot": {str(k): {"mean": 100 * v["mean"], "std": 100 * v["std"],
                                  "per_seed": [100 * a for a in v["per_seed"]]} for k, v in found.items()},
@@ -346,6 +347,13 @@ class RunSet:
     def select(self, **match) -> list:
         """The records whose fields equal ``match``, e.g. ``select(stage="pre-train", seed=0)``."""
         return [r for r in self.records if all(getattr(r, k) == v for k, v in match.items())]
+
+    def first_run(self) -> dict:
+        """The first run's ``repro.results.load_run`` row (its hardware and data source name the summary's
+        setting), or {} before any run."""
+        from ..results import load_run
+
+        return load_run(self.records[0].run_dir) if self.records else {}
 
 
 def cost_columns(loaded: Sequence[dict]) -> dict:

@@ -22,7 +22,8 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from ..results import PAPER, claim_entry, load_run, repo_relative, results_dir, seed_stats, verdict_below
+from ..results import (PAPER, claim_entry, load_run, repo_relative, results_dir, save_figure, seed_stats,
+                       verdict_below)
 from ..scales import Scale, get_scale
 from . import (FEWSHOT_SHOTS, VERDICT_WORDS, ProbedPretraining, RunSet, cost_columns, preset_values, fewshot_top1, pretrain_departures_markdown, read_probes, train_and_probe,
                summary_markdown, train_fields, verdict_within)
@@ -268,17 +269,15 @@ def plot(runs: Runs) -> Path:
                  f"{len(c.seeds)} seed(s)", fontsize=10)
     fig.tight_layout()
     out = runs.out / "accuracy_vs_steps.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def summary(runs: Runs, found: Sequence[dict]) -> str:
     """A closing paragraph in Markdown, generated from the claims' numbers and verdicts."""
-    first = load_run(runs.records[0].run_dir) if runs.records else {}
     c = runs.config
     return summary_markdown(f"scale `{c.scale.name}`, {c.model} at {c.image_size} px, {c.steps} steps, lrs "
-                            f"{list(c.lrs)}, seeds {list(c.seeds)}", first, found, decidable=c.decidable)
+                            f"{list(c.lrs)}, seeds {list(c.seeds)}", runs.first_run(), found,
+                            decidable=c.decidable)
 
 
 __all__ = ["NAME", "POOLS", "Config", "RunRecord", "Runs", "get_config", "settings_markdown", "run", "group_stats",

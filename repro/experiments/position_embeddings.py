@@ -26,7 +26,8 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ..results import PAPER, claim_entry, load_run, repo_relative, results_dir, seed_stats, verdict_below
+from ..results import (PAPER, claim_entry, load_run, repo_relative, results_dir, save_figure, seed_stats,
+                       verdict_below)
 from ..scales import Scale, get_scale
 from . import (FEWSHOT_SHOTS, VERDICT_WORDS, ProbedPretraining, RunSet, cost_columns, preset_values, fewshot_top1, pooled_std, pretrain_departures_markdown, train_and_probe,
                summary_markdown, train_fields, verdict_within)
@@ -362,17 +363,14 @@ def plot_similarity(runs: Runs) -> Path:
     fig.suptitle(f"notebook 02, scale {c.scale.name}: position embedding similarity (Fig. 7 centre), {c.model}, "
                  f"seed {c.seeds[0]}", fontsize=9)
     out = runs.out / "position_similarity.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110)
 
 
 def summary(runs: Runs, found: Sequence[dict]) -> str:
     """A closing paragraph in Markdown, generated from the claims' numbers and verdicts."""
-    first = load_run(runs.records[0].run_dir) if runs.records else {}
     c = runs.config
     return summary_markdown(f"scale `{c.scale.name}`, {c.model} at {c.image_size} px, {c.steps} steps, stem seeds "
-                            f"{list(c.seeds)}, placement seeds {list(c.placement_seeds)}", first, found,
+                            f"{list(c.seeds)}, placement seeds {list(c.placement_seeds)}", runs.first_run(), found,
                             decidable=c.decidable)
 
 

@@ -6,14 +6,26 @@ recipe at a higher resolution (position embeddings resampled, Sec. 3.2) and, as 
 pre-training resolution with the same steps and lr grid. The lr is chosen on the held-out split; the
 reported model is trained again with it on the whole training split (``finetune_sweep(refit=True)``).
 
+Transfer below paper scale (``Transfer``, ``TRANSFER_PRESETS``): a ViT and the BiT are pre-trained on a source
+task (CIFAR-10 classes 0-4) and fine-tuned on a target task the pre-training never saw (classes 5-9, a few
+hundred labelled images per class: ``TrainConfig(classes=..., max_train=...)``, class-balanced and seeded), and
+the same models are trained on the target from scratch with the same target budget (steps x batch) and the
+same lr selection. Both arms choose their lr on the held-out part of the target classes' training split
+(2%, ~500 images) and are not refit: the labelled target set is capped at ``target_images``, so a refit would
+train on another draw of as many images, not on more. At ``cpu`` the transfer part uses ViT-XXS/4 (about a
+quarter of ViT-XS/4's cost) so that it adds about 10 minutes for 3 seeds.
+
 At ``paper`` scale (``run_paper``): a given pre-trained checkpoint is fine-tuned at 384 px on the
 transfer data sets of Table 2 with the paper's recipe; the paper's number stands beside ours.
 
 Claims tested (``claims``): on small pre-training data ViT is worse than a ResNet of similar cost
-(Fig. 3, 4); fine-tuning at a higher resolution helps (Sec. 3.2); at paper scale, the Table 2 accuracy.
+(Fig. 3, 4); fine-tuning at a higher resolution helps (Sec. 3.2); per model, pre-training on the source task
+helps the unseen target task (transfer beats from-scratch beyond the seed spread); at paper scale, the Table 2
+accuracy.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass, field
@@ -25,7 +37,7 @@ import pandas as pd
 from ..scales import Scale, get_scale
 from ..results import (PAPER, claim_entry, claims_markdown, load_run, plot_curves, repo_relative, results_dir,
                        seed_stats, training_flops, verdict_below)
-from . import VERDICT_WORDS, RunSet, progress_kwargs, summary_markdown, train_fields
+from . import VERDICT_WORDS, RunSet, preset_values, progress_kwargs, summary_markdown, train_fields
 
 NAME = "01_pretrain_and_transfer"
 FAMILIES = ("ViT", "BiT")
@@ -35,6 +47,74 @@ PAPER_TOLERANCE_POINTS = 1.0
 
 SMALL_DATA_CLAIM = "Pre-trained on small data, ViT is worse than a ResNet of similar cost (Sec. 4.3, Fig. 3, 4)"
 RESOLUTION_CLAIM = "Fine-tuning at a higher resolution than pre-training helps (Sec. 3.2)"
+# The stages of the transfer part (a RunRecord's ``stage``).
+SOURCE_STAGE, TRANSFER_STAGE, SCRATCH_STAGE = "pre-train (source)", "fine-tune (target)", "from scratch (target)"
+
+# The transfer part per scale (none at paper scale: there the targets are Table 2's data sets). Source and target
+# are disjoint sets of CIFAR-10 classes; ``target_images`` labelled training images of the target classes.
+TRANSFER_PRESETS = {
+    "smoke": dict(vit="ViT-XXS/8", source_classes=(0, 1, 2, 3, 4), target_classes=(5, 6, 7, 8, 9),
+                  source_steps=6, source_batch=16, vit_lr=1e-3, bit_lr=1e-3, target_images=100, target_steps=4,
+                  target_batch=16, scratch_lrs=(1e-3, 3e-3), seeds=(0,)),
+    # Sized from measured idle throughput at 32 px on 2 cores (benchmarks/RESULTS.md): ViT-XXS/4 ~1100 images/s,
+    # BiT R14x1 ~490. Per seed and model: source 200 x 128 = 25,600 images; fine-tuning 2 lrs x 100 x 64 = 12,800;
+    # from scratch the same 12,800: 51,200 images = 47 s (ViT) + 104 s (BiT) = 151 s, x 3 seeds = 7.6 min. Each of
+    # the 30 runs also evaluates ~5,500 held-out + test images and starts up (~4 s on average): ~2 min. ~10 min.
+    "cpu": dict(vit="ViT-XXS/4", source_classes=(0, 1, 2, 3, 4), target_classes=(5, 6, 7, 8, 9),
+                source_steps=200, source_batch=128, vit_lr=2e-3, bit_lr=1e-3, target_images=1000, target_steps=100,
+                target_batch=64, scratch_lrs=(1e-3, 3e-3), seeds=(0, 1, 2)),
+    # Not measured on a GPU yet.
+    "gpu": dict(vit="ViT-Ti/4", source_classes=(0, 1, 2, 3, 4), target_classes=(5, 6, 7, 8, 9),
+                source_steps=3000, source_batch=512, vit_lr=1e-3, bit_lr=1e-3, target_images=2500, target_steps=500,
+                target_batch=128, scratch_lrs=(3e-4, 1e-3, 3e-3), seeds=(0, 1, 2)),
+}
+
+
+def _class_range(classes: Sequence[int]) -> str:
+    """(0, 1, 2, 3, 4) -> 'classes 0-4'; other selections are listed."""
+    c = list(classes)
+    contiguous = c == list(range(c[0], c[0] + len(c)))
+    return f"classes {c[0]}-{c[-1]}" if contiguous and len(c) > 2 else "classes " + ", ".join(map(str, c))
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """The transfer part of notebook 01 below paper scale: pre-train on the source classes, fine-tune on the
+    unseen target classes, and train on the target from scratch with the same target budget."""
+
+    vit: str                  # the ViT of this part (the BiT is the scale's)
+    source_classes: tuple
+    target_classes: tuple
+    source_steps: int
+    source_batch: int
+    vit_lr: float             # source pre-training lrs
+    bit_lr: float
+    target_images: int        # labelled target training images (class-balanced, seeded)
+    target_steps: int         # fine-tuning and from-scratch training on the target, each
+    target_batch: int
+    scratch_lrs: tuple        # the from-scratch lr grid (AdamW; fine-tuning uses the scale's SGD grid)
+    seeds: tuple
+
+    def scale(self, base: Scale) -> Scale:
+        """``base`` with this part's models and budgets: its pre-training fields are the source pre-training,
+        its fine-tuning fields the target's (at the pre-training resolution: no resolution change mixed in)."""
+        return dataclasses.replace(base, vit=self.vit, batch_size=self.source_batch, pretrain_steps=self.source_steps,
+                                   warmup_steps=max(1, self.source_steps // 10), pretrain_lr=self.vit_lr,
+                                   bit_lr=self.bit_lr, finetune_steps=self.target_steps,
+                                   finetune_batch_size=self.target_batch, finetune_image_size=base.image_size)
+
+    @property
+    def source_task(self) -> str:
+        return _class_range(self.source_classes)
+
+    @property
+    def target_task(self) -> str:
+        return f"{_class_range(self.target_classes)}, {self.target_images:,} labelled images"
+
+    def budget(self) -> str:
+        return (f"transfer: {self.vit} and the BiT pre-trained on {self.source_task} ({self.source_steps} steps x "
+                f"{self.source_batch}), then on the target ({self.target_task}) {self.target_steps} steps x "
+                f"{self.target_batch} fine-tuned and from scratch, seeds {list(self.seeds)}")
 
 
 @dataclass(frozen=True)
@@ -47,6 +127,7 @@ class Config:
     # Fine-tune also at the pre-training resolution (same steps, same lr grid), so the resolution claim
     # compares two fine-tuned models rather than fine-tuned vs not fine-tuned.
     resolution_control: bool = True
+    transfer: Optional[Transfer] = None   # below paper scale: source -> unseen target task vs from scratch
 
     @property
     def finetune_resolutions(self) -> tuple[int, ...]:
@@ -60,13 +141,19 @@ class Config:
 
 
 def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None,
-               data_dir: Optional[str] = None) -> Config:
+               data_dir: Optional[str] = None, transfer_seeds: Optional[Sequence[int]] = None) -> Config:
     """The settings of notebook 01 at ``scale`` (big_vision's per-experiment ``get_config``);
-    ``seeds`` / ``data_dir`` default to the scale's."""
+    ``seeds`` / ``data_dir`` default to the scale's, ``transfer_seeds`` to the transfer part's (an empty
+    list skips that part)."""
     preset = get_scale(scale)
+    transfer = None
+    if scale in TRANSFER_PRESETS:
+        values = preset_values(TRANSFER_PRESETS, scale, {}, what="the transfer part",
+                               seed_fields={"seeds": transfer_seeds})
+        transfer = Transfer(**values)
     return Config(scale=preset, seeds=tuple(seeds if seeds is not None else preset.seeds),
                   data_dir=data_dir if data_dir is not None else preset.data_dir,
-                  resolution_control=preset.name != "paper")
+                  resolution_control=preset.name != "paper", transfer=transfer)
 
 
 @dataclass(frozen=True)
@@ -82,6 +169,16 @@ class RunRecord:
     run_dir: Path
     lr: float
     heldout_top1: Optional[float] = None   # %, the chosen lr's held-out score (fine-tuning sweeps)
+    classes: Optional[tuple] = None        # the task's classes of ``dataset`` (transfer part), None: all
+
+    @property
+    def task(self) -> str:
+        """The data set, with the classes kept when a task was carved from it, e.g. 'cifar10 (classes 5-9)'."""
+        return self.dataset + (f" ({_class_range(self.classes)})" if self.classes is not None else "")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes) if self.classes is not None else _num_classes(self.dataset)
 
 
 @dataclass
@@ -98,31 +195,73 @@ def _fields(config: Config, stage: str, family: str, runs_root: Path, device: st
                         **extra)
 
 
+def _sweep(runs: Runs, cfg, *, lrs: Sequence[float], refit: bool, family: str, stage: str, label: str) -> None:
+    """Sweep the lr of ``cfg`` on the held-out split (``repro.train.finetune_sweep``; with ``refit``, train the
+    chosen lr again on the whole training split) and record the reported run under ``stage``."""
+    from ..train import finetune_sweep
+
+    progress = progress_kwargs(f"{label} (lr sweep {list(lrs)}{', then refit' if refit else ''})", cfg.steps)
+    sweep = finetune_sweep(cfg, lrs=lrs, refit=refit, **progress)
+    print(f"{label}: held-out top-1 by lr {({lr: round(100 * a, 2) for lr, a in sweep['val_accuracy'].items()})}, "
+          f"chosen {sweep['best_lr']}", flush=True)
+    runs.records.append(RunRecord(family, cfg.model, stage, cfg.dataset, cfg.image_size, cfg.seed, sweep["best_run"],
+                                  sweep["best_lr"], 100 * sweep["val_accuracy"][sweep["best_lr"]], cfg.classes))
+
+
 def _finetune(config: Config, runs: Runs, *, family: str, dataset: str, seed: int, init_from: str,
               resolution: int, device: str, **extra) -> None:
     """Sweep the lr on the held-out split, refit with the chosen one on the whole training split, record it."""
-    from ..train import finetune_config, finetune_sweep
+    from ..train import finetune_config
 
     cfg = finetune_config(**_fields(config, "finetune", family, runs.out / "runs", device, dataset=dataset,
                                     seed=seed, init_from=init_from, image_size=resolution, **extra))
-    label = f"{cfg.model} fine-tune {dataset} @{resolution}px seed {seed}"
-    progress = progress_kwargs(f"{label} (lr sweep {list(config.scale.finetune_lrs)}, then refit)", cfg.steps)
-    sweep = finetune_sweep(cfg, lrs=config.scale.finetune_lrs, refit=True, **progress)
-    print(f"{label}: held-out top-1 by lr {({lr: round(100 * a, 2) for lr, a in sweep['val_accuracy'].items()})}, "
-          f"chosen {sweep['best_lr']}", flush=True)
-    runs.records.append(RunRecord(family, cfg.model, "fine-tune", dataset, resolution, seed, sweep["best_run"],
-                                  sweep["best_lr"], 100 * sweep["val_accuracy"][sweep["best_lr"]]))
+    _sweep(runs, cfg, lrs=config.scale.finetune_lrs, refit=True, family=family, stage="fine-tune",
+           label=f"{cfg.model} fine-tune {dataset} @{resolution}px seed {seed}")
+
+
+def run_transfer(config: Config, runs: Runs, device: str = "auto") -> None:
+    """The transfer part: per seed and model, pre-train on the source classes, fine-tune on the target classes
+    (the scale's SGD lr grid) and train on the target from scratch (AdamW, ``scratch_lrs``), both with the
+    same target steps and batch, each lr chosen on the held-out split; records go to ``runs``."""
+    from ..train import TrainConfig, finetune_config, train
+
+    t = config.transfer
+    if t is None:
+        return
+    scale, root = t.scale(config.scale), runs.out / "runs"
+    target = dict(classes=t.target_classes, max_train=t.target_images)
+    for seed in t.seeds:
+        for family in FAMILIES:
+            fields = train_fields(scale, "pretrain", family, data_dir=config.data_dir, out_dir=root, device=device,
+                                  seed=seed, classes=t.source_classes)
+            source = TrainConfig(**fields)
+            label = f"{source.model} on {t.source_task} seed {seed}"
+            run_dir = train(source, **progress_kwargs(f"{label} (source)", source.steps))
+            runs.records.append(RunRecord(family, source.model, SOURCE_STAGE, source.dataset, source.image_size, seed,
+                                          run_dir, source.lr, classes=source.classes))
+            init = str(run_dir / "model.safetensors")
+            tuned = finetune_config(**train_fields(scale, "finetune", family, data_dir=config.data_dir, out_dir=root,
+                                                   device=device, seed=seed, init_from=init, **target))
+            _sweep(runs, tuned, lrs=scale.finetune_lrs, refit=False, family=family, stage=TRANSFER_STAGE,
+                   label=f"{tuned.model} fine-tune on {t.target_task} seed {seed}")
+            # From scratch: the pre-training recipe, with the target's steps, batch and images.
+            scratch = TrainConfig(**{**fields, **target, "steps": t.target_steps, "batch_size": t.target_batch,
+                                     "warmup_steps": max(1, t.target_steps // 10)})
+            _sweep(runs, scratch, lrs=t.scratch_lrs, refit=False, family=family, stage=SCRATCH_STAGE,
+                   label=f"{scratch.model} from scratch on {t.target_task} seed {seed}")
 
 
 def run(scale: str, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-        out_dir: str | Path = "../results", device: str = "auto") -> Runs:
-    """Pre-train the scale's ViT and BiT from scratch, then fine-tune the ViT (smoke / cpu / gpu scales).
+        out_dir: str | Path = "../results", device: str = "auto", transfer_seeds: Optional[Sequence[int]] = None,
+        ) -> Runs:
+    """Pre-train the scale's ViT and BiT from scratch, then fine-tune the ViT (smoke / cpu / gpu scales); then
+    the transfer part (``run_transfer``) with ``transfer_seeds`` (None: the scale's; [] skips it).
 
     Runs that finished before are found by their config and not trained again.
     """
     from ..train import TrainConfig, train
 
-    config = get_config(scale, seeds=seeds, data_dir=data_dir)
+    config = get_config(scale, seeds=seeds, data_dir=data_dir, transfer_seeds=transfer_seeds)
     if config.scale.name == "paper":
         raise ValueError("at scale='paper' notebook 01 fine-tunes a given checkpoint: call run_paper(checkpoint, ...)")
     runs = Runs(config, results_dir(NAME, scale, out_dir))
@@ -136,6 +275,7 @@ def run(scale: str, seeds: Optional[Sequence[int]] = None, data_dir: Optional[st
         for resolution in config.finetune_resolutions:
             _finetune(config, runs, family="ViT", dataset=config.scale.dataset, seed=seed, resolution=resolution,
                       init_from=str(vit.run_dir / "model.safetensors"), device=device)
+    run_transfer(config, runs, device)
     return runs
 
 
@@ -180,11 +320,28 @@ def _flops_per_image(model: str, resolution: int, num_classes: int, overrides_js
 
 
 def _groups(runs: Runs) -> dict[tuple, list[RunRecord]]:
-    """The records by (stage, family, model, dataset, resolution), in the order they were run."""
+    """The records by (stage, family, model, task, resolution), in the order they were run (``task``: the data
+    set, with the classes of a transfer task)."""
     groups: dict[tuple, list[RunRecord]] = {}
     for r in runs.records:
-        groups.setdefault((r.stage, r.family, r.model, r.dataset, r.resolution), []).append(r)
+        groups.setdefault((r.stage, r.family, r.model, r.task, r.resolution), []).append(r)
     return groups
+
+
+TRANSFER_STAGES = (SOURCE_STAGE, TRANSFER_STAGE, SCRATCH_STAGE)
+
+
+def transfer_claim(model: str) -> str:
+    """The transfer claim of one model (one claims.json entry per model)."""
+    return (f"Pre-trained on a source task, {model} does better on a target task the pre-training never saw than "
+            "trained there from scratch with the same target budget (Sec. 3.2, 4.2)")
+
+
+def _row_claim(stage: str, model: str) -> str:
+    """The claim a row of the table tests, by its stage."""
+    if stage in TRANSFER_STAGES:
+        return transfer_claim(model)
+    return SMALL_DATA_CLAIM if stage == "pre-train" else RESOLUTION_CLAIM
 
 
 def _claim_verdicts(runs: Runs) -> dict[str, str]:
@@ -200,18 +357,18 @@ def table(runs: Runs) -> pd.DataFrame:
     """
     verdicts = _claim_verdicts(runs)
     rows = []
-    for (stage, family, model, dataset, resolution), records in _groups(runs).items():
+    for (stage, family, model, task, resolution), records in _groups(runs).items():
         loaded = [load_run(r.run_dir) for r in records]
         test = [100 * row["test_accuracy"] for row in loaded if row.get("test_accuracy") is not None]
         mean, std, n = seed_stats(test) if test else (None, None, 0)
-        first = loaded[0]
-        num_classes = _num_classes(dataset)
-        per_image = _flops_per_image(model, resolution, num_classes,
+        first, dataset = loaded[0], records[0].dataset
+        per_image = _flops_per_image(model, resolution, records[0].num_classes,
                                      json.dumps(first.get("model_overrides") or {}, sort_keys=True))
-        heldout = ([r.heldout_top1 for r in records] if stage == "fine-tune"
+        # An lr sweep's record keeps the chosen lr's held-out score; a single run has its own.
+        heldout = ([r.heldout_top1 for r in records] if records[0].heldout_top1 is not None
                    else [100 * row["val_accuracy"] for row in loaded if row.get("val_accuracy") is not None])
         row = {
-            "model": model, "stage": stage, "data set": dataset, "resolution (px)": resolution, "seeds": n,
+            "model": model, "stage": stage, "data set": task, "resolution (px)": resolution, "seeds": n,
             "test top-1 (%)": mean, "test top-1 std (points)": std,
             "held-out top-1 (%)": sum(heldout) / len(heldout) if heldout else None,
             "lr": ", ".join(sorted({f"{r.lr:g}" for r in records})),
@@ -228,7 +385,7 @@ def table(runs: Runs) -> pd.DataFrame:
             row["paper top-1 (%)"] = ref.value if ref else None
             row["paper"] = f"{ref.setting} ({ref.source})" if ref else "—"
         else:
-            claim = SMALL_DATA_CLAIM if stage == "pre-train" else RESOLUTION_CLAIM
+            claim = _row_claim(stage, model)
             row["paper"] = f"claim: {claim} — ours: {verdicts.get(claim, 'not tested')}"
         row["run dirs"] = "; ".join(repo_relative(r.run_dir) for r in records)
         rows.append(row)
@@ -252,6 +409,14 @@ def table_note(runs: Runs) -> str:
         note += ("The paper's Table 2 numbers (e.g. 99.15% for ViT-L/16 from ImageNet-21k at 384-512 px) are not "
                  "comparable with models trained from scratch on CIFAR-10 at 32-64 px, so the 'paper' column gives "
                  "the claim each row tests and our verdict (claims.json has the numbers). ")
+    t = runs.config.transfer
+    if t is not None and runs.select(stage=TRANSFER_STAGE):
+        note += (f"Transfer rows: pre-trained on {t.source_task} ({t.source_steps} steps x {t.source_batch}); on the "
+                 f"target ({t.target_task}, held-out part of those classes for the lr) fine-tuned with SGD "
+                 f"(lrs {', '.join(f'{lr:g}' for lr in runs.config.scale.finetune_lrs)}) or trained from scratch with "
+                 f"the pre-training recipe (lrs {', '.join(f'{lr:g}' for lr in t.scratch_lrs)}), {t.target_steps} "
+                 f"steps x {t.target_batch} each, at the pre-training resolution; the chosen lr's run is reported, "
+                 "not refit (the labelled target set is capped, so a refit would not add images). ")
     if not runs.config.decidable:
         note += "Smoke scale: a few steps on a few hundred images prove the plumbing, not the claims."
     return note.strip()
@@ -265,7 +430,34 @@ def _test_top1(records: Sequence[RunRecord]) -> list[float]:
 
 def claims(runs: Runs) -> list[dict]:
     """The claims this notebook tests, each with ours (mean, std, seeds) and a verdict computed from them."""
-    return _paper_claims(runs) if runs.paper_model else _small_data_claims(runs)
+    return _paper_claims(runs) if runs.paper_model else _small_data_claims(runs) + _transfer_claims(runs)
+
+
+def _transfer_claims(runs: Runs) -> list[dict]:
+    """Per model: the target's test top-1 fine-tuned from the source vs from scratch; holds when fine-tuned is
+    above by more than the seed spread of the difference (``verdict_below``)."""
+    config, t, out = runs.config, runs.config.transfer, []
+    for family in FAMILIES:
+        tuned = runs.select(stage=TRANSFER_STAGE, family=family)
+        scratch = runs.select(stage=SCRATCH_STAGE, family=family)
+        if t is None or not (tuned and scratch):
+            continue
+        ours = {"from scratch": _test_top1(scratch), f"fine-tuned from {t.source_task}": _test_top1(tuned)}
+        stats = {name: seed_stats(v) for name, v in ours.items()}
+        verdict = verdict_below(stats, *ours, decidable=config.decidable,
+                                why_undecidable="smoke scale: a few steps on a few hundred images test the plumbing, "
+                                                "not the claim")
+        out.append(claim_entry(
+            transfer_claim(tuned[0].model),
+            "Sec. 3.2, 4.2: ViT is pre-trained on large data sets and fine-tuned to smaller downstream tasks "
+            f"(Table 2); Sec. 4.6: self-supervised pre-training gives ViT-B/16 {PAPER['mpp/vit-b16-imagenet'].value}% "
+            "on ImageNet, 2% above training from scratch and 4% below supervised pre-training. No number of the "
+            "paper is comparable with CIFAR-10 classes at 32 px.",
+            f"test top-1 (%) on the target ({t.target_task}; {t.target_steps} steps x {t.target_batch} on the "
+            f"target, lr chosen on the held-out split) of {tuned[0].model}, fine-tuned after pre-training on "
+            f"{t.source_task} ({t.source_steps} steps x {t.source_batch}) or trained from scratch",
+            ours, verdict))
+    return out
 
 
 def _small_data_claims(runs: Runs) -> list[dict]:
@@ -308,7 +500,8 @@ def _small_data_claims(runs: Runs) -> list[dict]:
 
 def _paper_claims(runs: Runs) -> list[dict]:
     out = []
-    for (stage, family, model, dataset, resolution), records in _groups(runs).items():
+    for (stage, family, model, task, resolution), records in _groups(runs).items():
+        dataset = records[0].dataset
         ref = PAPER.get(f"table2/{runs.paper_model}/{dataset}")
         if ref is None:
             continue
@@ -328,15 +521,18 @@ def _paper_claims(runs: Runs) -> list[dict]:
 # --- figure and summary ----------------------------------------------------------------------------------
 
 def plot(runs: Runs) -> Path:
-    """``curves.png``: pre-training and fine-tuning in separate panels, one line per model (mean over seeds)."""
+    """``curves.png``: pre-training and fine-tuning in separate panels, one line per model (mean over seeds);
+    the transfer part has its own figure (``plot_transfer``)."""
     panels: dict[str, dict[str, list[Path]]] = {}
     chance: dict[str, float] = {}
-    for (stage, family, model, dataset, resolution), records in _groups(runs).items():
+    for (stage, family, model, task, resolution), records in _groups(runs).items():
+        if stage in TRANSFER_STAGES:
+            continue
         verb = "pre-training" if stage == "pre-train" else "fine-tuning"
-        title = f"{verb} on {dataset}" + (f" (from {runs.config.scale.image_size} px)" if stage == "fine-tune" and
-                                           not runs.paper_model else "")
+        title = f"{verb} on {task}" + (f" (from {runs.config.scale.image_size} px)" if stage == "fine-tune" and
+                                        not runs.paper_model else "")
         panels.setdefault(title, {})[f"{model} @{resolution}px"] = [r.run_dir for r in records]
-        chance[title] = 100 / _num_classes(dataset)
+        chance[title] = 100 / records[0].num_classes
     scale = runs.config.scale
     if runs.paper_model:
         title = f"notebook 01, scale paper: fine-tuning at {scale.finetune_image_size} px"
@@ -346,13 +542,35 @@ def plot(runs: Runs) -> Path:
     return plot_curves(panels, runs.out / "curves.png", title=title, chance_top1=chance)
 
 
+def plot_transfer(runs: Runs) -> Optional[Path]:
+    """``transfer.png``: source pre-training, then the target task fine-tuned vs from scratch, one line per model
+    and arm (mean over seeds; markers: held-out and test evaluations). None when the transfer part did not run."""
+    t = runs.config.transfer
+    if t is None or not runs.select(stage=TRANSFER_STAGE):
+        return None
+    titles = {SOURCE_STAGE: f"source: pre-training on {t.source_task}",
+              TRANSFER_STAGE: f"target: {t.target_task}", SCRATCH_STAGE: f"target: {t.target_task}"}
+    arms = {SOURCE_STAGE: "", TRANSFER_STAGE: " fine-tuned", SCRATCH_STAGE: " from scratch"}
+    panels: dict[str, dict[str, list[Path]]] = {}
+    chance: dict[str, float] = {}
+    for (stage, family, model, task, resolution), records in _groups(runs).items():
+        if stage in TRANSFER_STAGES:
+            panels.setdefault(titles[stage], {})[model + arms[stage]] = [r.run_dir for r in records]
+            chance[titles[stage]] = 100 / records[0].num_classes
+    return plot_curves(panels, runs.out / "transfer.png", chance_top1=chance,
+                       title=f"notebook 01, scale {runs.config.scale.name}: transfer to classes the pre-training "
+                             f"never saw, seeds {list(t.seeds)}")
+
+
 def summary(runs: Runs, found: Sequence[dict]) -> str:
     """A closing paragraph in Markdown, generated from the claims' numbers and verdicts."""
-    first = load_run(runs.records[0].run_dir) if runs.records else {}
     unavailable = [f"- Not run (data set unavailable): {', '.join(runs.unavailable)}."] if runs.unavailable else []
-    return summary_markdown(f"scale `{runs.config.scale.name}`, {len(runs.config.seeds)} seed(s)", first, found,
-                            decidable=runs.config.decidable, extra_lines=unavailable)
+    t = runs.config.transfer
+    transfer = f", transfer seeds {list(t.seeds)}" if t is not None and runs.select(stage=TRANSFER_STAGE) else ""
+    return summary_markdown(f"scale `{runs.config.scale.name}`, {len(runs.config.seeds)} seed(s){transfer}",
+                            runs.first_run(), found, decidable=runs.config.decidable, extra_lines=unavailable)
 
 
-__all__ = ["NAME", "Config", "RunRecord", "Runs", "get_config", "run", "run_paper", "table", "table_note",
-           "claims", "claims_markdown", "plot", "summary"]
+__all__ = ["NAME", "Config", "Transfer", "TRANSFER_PRESETS", "RunRecord", "Runs", "get_config", "run", "run_transfer",
+           "run_paper", "table", "table_note", "claims", "transfer_claim", "claims_markdown", "plot", "plot_transfer",
+           "summary"]

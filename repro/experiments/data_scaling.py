@@ -1,0 +1,455 @@
+"""Notebook 04: data scaling (Sec. 4.3, Fig. 3, 4).
+
+A small ViT and a BiT ResNet are pre-trained from scratch on nested random subsets of CIFAR-10's training
+split (``TrainConfig.max_train``: a seeded, class-balanced subset; for one seed each smaller subset lies
+inside the larger ones, and the ViT and the BiT of one seed see the same images). Each run is scored two ways:
+
+- Fig. 4's metric: the 5-shot linear accuracy of the frozen pre-logits representation (``repro.fewshot``,
+  big_vision's ``fewshot_lsr``; support sets from a fixed pool of training images, sampling seeds 0, 1, 2;
+  tested on the whole test split), through ``repro.experiments.train_and_probe``;
+- Fig. 3's metric: top-1 on the target task after training on it. Here the target task is the pre-training
+  task itself (CIFAR-10), so the trained classifier is the model that is scored, on the test split (the probe
+  applies its head to the same test features). This stands in for Fig. 3's fine-tuning: fine-tuning every
+  one of the runs on a separate target with an lr sweep would cost more than the pre-training itself at
+  ``cpu`` scale, and notebook 01 tests transfer to an unseen task below paper scale.
+
+Accuracy is plotted against the pre-training set size on a log axis (mean ± std over seeds), and the claim
+is read as a direction: a least-squares line through (log10 size, accuracy) per model and seed gives the
+points gained per decade of data; the ViT should gain more per decade than the BiT (``fit_log10``,
+``slopes_per_seed``; verdict through ``repro.results.verdict_below``). Whether the ViT overtakes the BiT
+within the measured range, and where the fitted lines would cross, is stated beside it.
+
+Budget: every size gets the same training steps, so the smaller sets are seen for more epochs. The paper
+does the same (same hyper-parameters for every JFT subset, no extra regularisation on the small ones) but
+reports the best validation accuracy during training (early stopping); here the final weights are scored,
+with no early stopping, and the held-out curve (evaluated along training) shows whether a small set
+overfits (the table's "best held-out step"). Scales: ``smoke`` (seconds, the embedded mini copy, one seed:
+plumbing only), ``cpu`` (ViT-XXS/4 vs BiT R14x1, 1k-15k images, 3 seeds, ~19 minutes on 2 cores; the
+arithmetic is beside ``PRESETS``), ``gpu`` (ViT-Ti/4 vs BiT R26x1 with the CIFAR stem, 2.5k-45k images).
+
+Departures: CIFAR-10 subsets of 10^3-10^4.5 images at 32 px instead of JFT-300M subsets of 9M-300M at 224 px,
+probed on CIFAR-10 instead of ImageNet; models of ~0.15M (ViT) and ~8M (BiT) parameters instead of ViT-B/L and
+BiT R50-R152; the BiT is the costlier of the pair on a CPU (~2.2x the ViT's time per image), which favours it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..fileio import read_jsonl
+from ..results import claim_entry, load_run, repo_relative, results_dir, save_figure, seed_stats, verdict_below
+from ..scales import Scale, get_scale
+from . import (FEWSHOT_SHOTS, VERDICT_WORDS, ProbedPretraining, RunSet, cost_columns, fewshot_top1,
+               pretrain_departures_markdown, preset_values, read_probes, summary_markdown, train_and_probe,
+               train_fields)
+
+NAME = "04_data_scaling"
+FAMILIES = ("ViT", "BiT")
+SHOTS = FEWSHOT_SHOTS
+FEWSHOT_METRIC = f"{SHOTS}-shot linear top-1 (%)"
+TEST_METRIC = "test top-1 (%)"
+SLOPE_UNIT = "points per decade"
+
+FEWSHOT_CLAIM = (f"ViT gains more {SHOTS}-shot linear accuracy per decade of pre-training data than a BiT ResNet "
+                 "(Sec. 4.3, Fig. 4)")
+TEST_CLAIM = ("ViT gains more top-1 accuracy per decade of pre-training data than a BiT ResNet "
+              "(Sec. 4.3, Fig. 3)")
+PAPER_TEXT = {  # claim 1 of PAPER.md; the figures give no table of numbers comparable with CIFAR-10 subsets
+    FEWSHOT_CLAIM: "Fig. 4: ViTs vs BiT ResNets on random JFT-300M subsets of 9M, 30M, 90M and 300M images, same "
+                   "hyper-parameters for every subset, ImageNet 5-shot linear: the ResNets are better on the small "
+                   "subsets and plateau sooner, the ViTs climb faster and overtake on the larger ones",
+    TEST_CLAIM: "Fig. 3: pre-trained on ImageNet-1k (1.3M), ImageNet-21k (14M) or JFT-300M and fine-tuned on "
+                "ImageNet: the BiT ResNets are above the large ViTs after ImageNet-1k; the ViTs catch up and "
+                "pull ahead with the larger sets",
+}
+
+# This experiment's own choices per scale (the rest comes from repro.scales.SCALES).
+PRESETS = {
+    # 8 runs of a few steps at a small batch: the BiT's steps dominate the notebook's smoke time.
+    "smoke": dict(model="ViT-XXS/8", bit="R14x1", image_size=32, batch_size=16, steps=6, warmup_steps=2, lr=1e-3,
+                  bit_lr=1e-3, sizes=(100, 250, 600, 1500), seeds=(0,), fewshot_max_train=200, eval_every=3),
+    # Sized from measured idle throughput on 2 cores at 32 px (benchmarks/RESULTS.md): ViT-XXS/4 ~1100 images/s,
+    # BiT R14x1 ~490. One (size, seed) pair = 200 steps x 128 = 25,600 images per model: 23 s + 52 s = 75 s;
+    # 4 sizes x 3 seeds = 12 pairs = 15 min of training. Per run on top: 4 held-out evaluations of 1,000 images,
+    # the probe's features of 1,000 support-pool + 10,000 test images (inference at ~3x the training rate) and
+    # start-up, ~6 s (ViT) + ~12 s (BiT) = ~3.6 min for the 12 pairs. Total ~19 min. Steps, not set size, drive
+    # the cost: 25,600 images are 25.6 epochs of the 1,000-image set and 1.7 of the 15,000-image one, which is
+    # why the largest set stays below the images seen (a set larger than them would be seen less than once).
+    "cpu": dict(model="ViT-XXS/4", bit="R14x1", image_size=32, batch_size=128, steps=200, warmup_steps=20, lr=2e-3,
+                bit_lr=1e-3, sizes=(1000, 2500, 6000, 15000), seeds=(0, 1, 2), fewshot_max_train=1000, eval_every=50),
+    # Not measured on a GPU yet: 1,000 steps x 512 = 512k images per run (11 epochs of 45k, 205 of 2.5k); at a
+    # guessed ~20k (ViT-Ti/4) and ~8k (R26x1, CIFAR stem) images/s, 24 runs take ~18 min.
+    "gpu": dict(model="ViT-Ti/4", bit="R26x1", image_size=32, batch_size=512, steps=1000, warmup_steps=100, lr=1e-3,
+                bit_lr=1e-3, sizes=(2500, 6000, 15000, 45000), seeds=(0, 1, 2), fewshot_max_train=10000,
+                eval_every=250),
+}
+
+
+@dataclass(frozen=True)
+class Config(ProbedPretraining):
+    """What notebook 04 runs at one scale: the shared pre-training budget (``model`` is the ViT) plus the BiT,
+    the two lrs, the pre-training set sizes, the seeds and how often the held-out split is evaluated."""
+
+    bit: str
+    lr: float                # the ViT's pre-training lr
+    bit_lr: float
+    sizes: tuple             # pre-training images per run, ascending (nested subsets for one seed)
+    seeds: tuple             # training seeds; each also draws its own subsets (at least 3 outside smoke)
+    eval_every: int          # steps between held-out evaluations (the early-stopping check)
+
+    @property
+    def train_scale(self) -> Scale:
+        """The scale's preset with this experiment's models and budget (what ``train_fields`` reads)."""
+        return dataclasses.replace(self.scale_with_budget(self.lr), bit=self.bit, bit_lr=self.bit_lr,
+                                   eval_every=self.eval_every)
+
+    @property
+    def models(self) -> dict[str, str]:
+        return {"ViT": self.model, "BiT": self.bit}
+
+    def epochs(self, size: int) -> float:
+        """Passes over a pre-training set of ``size`` images in one run."""
+        return self.steps * self.batch_size / size
+
+    def budget(self) -> str:
+        runs = len(FAMILIES) * len(self.sizes) * len(self.seeds)
+        epochs = ", ".join(f"{s:,} images: {self.epochs(s):.1f}" for s in self.sizes)
+        return (f"2 models ({self.model} / {self.bit}) x {len(self.sizes)} sizes x {len(self.seeds)} seeds = {runs} "
+                f"runs x {self.steps} steps x batch {self.batch_size} = {runs * self.steps * self.batch_size:,} "
+                f"images at {self.image_size} px; epochs per run ({epochs})")
+
+
+def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
+               **overrides) -> Config:
+    """The settings of notebook 04 at ``scale``; ``overrides`` (model, bit, image_size, batch_size, steps,
+    warmup_steps, lr, bit_lr, sizes, fewshot_max_train, eval_every) replace the preset's, None keeps it; an
+    unknown key is an error."""
+    if scale not in PRESETS:
+        raise ValueError(f"notebook 04 runs at {sorted(PRESETS)}; at 'paper' scale Fig. 4 needs JFT-300M subsets")
+    preset = get_scale(scale)
+    values = preset_values(PRESETS, scale, overrides, what="notebook 04", seed_fields={"seeds": seeds})
+    sizes = tuple(sorted(int(s) for s in values["sizes"]))
+    if len(set(sizes)) < 2 or sizes[0] <= 0:
+        raise ValueError(f"sizes={list(values['sizes'])}: give at least two distinct positive numbers of images "
+                         "(a slope needs two points)")
+    values["sizes"] = sizes
+    return Config(scale=preset, data_dir=data_dir if data_dir is not None else preset.data_dir, **values)
+
+
+def settings_markdown(config: Config) -> str:
+    """Where this notebook's pre-training departs from the paper."""
+    c = config
+    return pretrain_departures_markdown(c.train_scale, rows={
+        "models (ViT / BiT / hybrid)": f"{c.model} / {c.bit} / —",
+        "pre-training data": (f"{c.scale.dataset}: nested random subsets of "
+                              f"{', '.join(f'{s:,}' for s in c.sizes)} images"),
+        "pre-training length": (f"{c.steps} steps at every size ({c.epochs(c.sizes[-1]):.1f}-"
+                                f"{c.epochs(c.sizes[0]):.1f} epochs); final weights, no early stopping"),
+        "pre-training lr, decay, weight decay": (f"{c.lr:g} (ViT) / {c.bit_lr:g} (BiT), "
+                                                 f"{c.scale.pretrain_schedule} wd {c.scale.pretrain_weight_decay:g}"),
+    })
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One finished run: a model pre-trained on one subset size at one seed."""
+
+    family: str        # ViT | BiT
+    model: str
+    size: int          # pre-training images
+    seed: int
+    run_dir: Path
+
+
+class Runs(RunSet):
+    """The runs of one execution of notebook 04 (``RunRecord`` each), with where its results go."""
+
+
+def run(scale: str, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
+        out_dir: str | Path = "../results", device: str = "auto", **overrides) -> Runs:
+    """Pre-train the ViT and the BiT on each subset size and seed, then probe each. Seeds are the outer loop, so
+    an interrupted run has whole seeds first; runs that finished before (same probe) are not trained again."""
+    from ..train import TrainConfig
+
+    config = get_config(scale, seeds=seeds, data_dir=data_dir, **overrides)
+    runs = Runs(config, results_dir(NAME, scale, out_dir))
+    print(config.budget(), flush=True)
+    for seed in config.seeds:
+        for size in config.sizes:
+            for family in FAMILIES:
+                # The test split is scored by the probe (the classifier's head on its test features), not twice.
+                fields = train_fields(config.train_scale, "pretrain", family, data_dir=config.data_dir,
+                                      out_dir=runs.out / "runs", device=device, seed=seed, max_train=size,
+                                      eval_on_test=False)
+                model = config.models[family]
+                run_dir = train_and_probe(TrainConfig(**fields), config.probe, device=device,
+                                          label=f"{model} on {size:,} images seed {seed}")
+                runs.records.append(RunRecord(family, model, size, seed, run_dir))
+    return runs
+
+
+# --- pure numbers: slopes per decade, where lines cross, overtaking ------------------------------------------
+
+def fit_log10(sizes: Sequence[float], values: Sequence[float]) -> tuple[float, float]:
+    """The least-squares line through (log10(size), value): ``(slope, intercept)``, the slope in value units
+    per decade (10x) of data, the intercept at one image. Needs at least two distinct sizes."""
+    x = np.log10(np.asarray(sizes, dtype=float))
+    y = np.asarray(values, dtype=float)
+    if x.shape != y.shape or len(np.unique(x)) < 2:
+        raise ValueError(f"a line needs values at two or more distinct sizes, got sizes {list(sizes)} and "
+                         f"{len(y)} values")
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(slope), float(intercept)
+
+
+def slopes_per_seed(per_seed: dict[int, dict[int, float]]) -> dict[int, float]:
+    """``{seed: {size: value}}`` -> ``{seed: slope per decade}`` (``fit_log10`` over that seed's sizes)."""
+    return {seed: fit_log10(list(by_size), list(by_size.values()))[0] for seed, by_size in per_seed.items()}
+
+
+def crossing_size(fit_a: tuple[float, float], fit_b: tuple[float, float]) -> Optional[float]:
+    """The set size (images) where two fitted lines ``(slope, intercept)`` meet; None when they are parallel."""
+    (slope_a, icpt_a), (slope_b, icpt_b) = fit_a, fit_b
+    if slope_a == slope_b:
+        return None
+    return 10 ** ((icpt_b - icpt_a) / (slope_a - slope_b))
+
+
+def overtake_size(sizes: Sequence[int], vit: Sequence[float], bit: Sequence[float]) -> Optional[int]:
+    """The smallest size from which the ViT's mean stays above the BiT's up to the largest size; None when the
+    ViT is not above at the largest size. ``vit`` and ``bit`` are means per size, in the order of ``sizes``."""
+    order = np.argsort(sizes)
+    above = [vit[i] > bit[i] for i in order]
+    if not above[-1]:
+        return None
+    first = len(above) - 1
+    while first > 0 and above[first - 1]:
+        first -= 1
+    return int(sizes[order[first]])
+
+
+def overtaking_text(sizes: Sequence[int], vit: Sequence[float], bit: Sequence[float], vit_fit: tuple[float, float],
+                    bit_fit: tuple[float, float], vit_name: str = "ViT", bit_name: str = "BiT") -> str:
+    """In words: whether the ViT overtakes the BiT within the measured sizes (means per size) and where the
+    fitted lines cross (``crossing_size``), marked as an extrapolation when that is outside the range."""
+    lo, hi = min(sizes), max(sizes)
+    first = overtake_size(sizes, vit, bit)
+    at = dict(zip(sizes, zip(vit, bit)))
+    gaps = (f"{vit_name} - {bit_name}: {at[lo][0] - at[lo][1]:+.2f} points at {lo:,} images, "
+            f"{at[hi][0] - at[hi][1]:+.2f} at {hi:,}")
+    if first is None:
+        where = f"{vit_name} does not overtake {bit_name} within {lo:,}-{hi:,} images ({gaps})"
+    elif first == lo:
+        where = f"{vit_name} is above {bit_name} at every size ({gaps})"
+    else:
+        where = f"{vit_name} overtakes {bit_name} within the range, from {first:,} images on ({gaps})"
+    cross = crossing_size(vit_fit, bit_fit)
+    if cross is None or vit_fit[0] <= bit_fit[0]:
+        return where + f"; the fitted lines do not converge as data grows ({vit_name}'s slope is not the larger)"
+    images = f"{float(f'{cross:.3g}'):,.0f}"  # 3 significant digits, e.g. 6,810
+    if cross > hi:
+        return where + f"; the fitted lines would cross at ~{images} images, an extrapolation beyond the range"
+    return where + f"; the fitted lines cross at ~{images} images"
+
+
+# --- numbers of the runs ----------------------------------------------------------------------------------
+
+def _test_top1(run_dir: Path) -> float:
+    """The trained classifier's test top-1 (%) at the end (the probe scores it on the test features)."""
+    return read_probes(run_dir)[-1]["classifier_test_top1"]
+
+
+METRICS = {FEWSHOT_METRIC: lambda d: fewshot_top1(d, SHOTS), TEST_METRIC: _test_top1}
+
+
+def points(runs: Runs, family: str, metric: str) -> dict[int, dict[int, float]]:
+    """``{seed: {size: value}}`` of one model's ``metric`` (a key of ``METRICS``)."""
+    out: dict[int, dict[int, float]] = {}
+    for r in runs.select(family=family):
+        out.setdefault(r.seed, {})[r.size] = METRICS[metric](r.run_dir)
+    return out
+
+
+def size_stats(per_seed: dict[int, dict[int, float]]) -> dict[int, list]:
+    """``{size: [mean, std, seeds]}`` over seeds (``repro.results.seed_stats``), sizes ascending."""
+    sizes = sorted({s for by_size in per_seed.values() for s in by_size})
+    return {s: seed_stats([v[s] for v in per_seed.values() if s in v]) for s in sizes}
+
+
+def _claim(runs: Runs, metric: str, claim: str) -> Optional[dict]:
+    config = runs.config
+    per_model = {f: points(runs, f, metric) for f in FAMILIES}
+    if not all(per_model.values()):
+        return None
+    vit_name, bit_name = config.model, config.bit
+    slopes = {f: slopes_per_seed(per_model[f]) for f in FAMILIES}
+    names = {"ViT": f"{vit_name} slope", "BiT": f"{bit_name} slope"}
+    ours = {names[f]: list(slopes[f].values()) for f in FAMILIES}
+    stats = {name: seed_stats(v) for name, v in ours.items()}
+    holds, why = verdict_below(stats, names["BiT"], names["ViT"], unit=SLOPE_UNIT, decidable=config.decidable,
+                               why_undecidable="smoke scale: a few steps on a few hundred images test the plumbing, "
+                                               "not the claim")
+    by_size = {f: size_stats(per_model[f]) for f in FAMILIES}
+    sizes = [s for s in by_size["ViT"] if s in by_size["BiT"]]
+    means = {f: [by_size[f][s][0] for s in sizes] for f in FAMILIES}
+    fits = {f: fit_log10(sizes, means[f]) for f in FAMILIES}
+    slope_text = "; ".join(f"{names[f]} {stats[names[f]][0]:+.2f}" + (f" ± {stats[names[f]][1]:.2f}"
+                                                                       if stats[names[f]][1] is not None else "")
+                           for f in FAMILIES)
+    why = (f"{why}; slopes ({SLOPE_UNIT}, mean ± std over seeds): {slope_text}; "
+           + overtaking_text(sizes, means["ViT"], means["BiT"], fits["ViT"], fits["BiT"], vit_name, bit_name))
+    for f in FAMILIES:  # the accuracy at each size beside the slopes
+        ours.update({f"{config.models[f]} @ {s:,} images": [v[s] for v in per_model[f].values() if s in v]
+                     for s in sizes})
+    metric_text = (f"{metric.replace(' (%)', '')} after pre-training on a random CIFAR-10 subset ({config.steps} "
+                   f"steps at every size; {config.model} vs {config.bit} at {config.image_size} px); ours: the "
+                   f"slope of a least-squares line through (log10 images, accuracy) per seed, in {SLOPE_UNIT}, "
+                   "and the accuracy (%) at each size")
+    return claim_entry(claim, PAPER_TEXT[claim], metric_text, ours, (holds, why))
+
+
+def claims(runs: Runs) -> list[dict]:
+    """Fig. 4 (5-shot linear) and Fig. 3 (test top-1 of the trained classifier): does the ViT gain more per
+    decade of data? Holds when the ViT's mean slope exceeds the BiT's by more than the seed spread of the
+    difference (``verdict_below``); the ``why`` adds the slopes and whether the ViT overtakes in the range."""
+    found = [_claim(runs, FEWSHOT_METRIC, FEWSHOT_CLAIM), _claim(runs, TEST_METRIC, TEST_CLAIM)]
+    return [c for c in found if c is not None]
+
+
+def _heldout(run_dir: Path) -> tuple[Optional[float], Optional[int]]:
+    """The final held-out top-1 (%) and the step of the best held-out evaluation along training."""
+    evals = [r for r in read_jsonl(Path(run_dir) / "metrics.jsonl")
+             if r.get("event") == "eval" and r.get("split") == "val"]
+    if not evals:
+        return None, None
+    best = max(evals, key=lambda r: (r["accuracy"], -r["step"]))
+    return 100 * evals[-1]["accuracy"], best["step"]
+
+
+def table(runs: Runs) -> pd.DataFrame:
+    """One row per (model, pre-training set size): epochs, 5-shot linear and test top-1 (mean ± std over seeds),
+    the held-out top-1 at the end and the step of its best, the claims' verdicts, cost and provenance."""
+    config = runs.config
+    verdicts = "; ".join(f"claim: {c['claim']} — ours: {VERDICT_WORDS[c['holds']]}" for c in claims(runs))
+    rows = []
+    for family in FAMILIES:
+        for size in config.sizes:
+            records = runs.select(family=family, size=size)
+            if not records:
+                continue
+            few = seed_stats([fewshot_top1(r.run_dir, SHOTS) for r in records])
+            top1 = seed_stats([_test_top1(r.run_dir) for r in records])
+            heldout = [_heldout(r.run_dir) for r in records]
+            finals = [h for h, _ in heldout if h is not None]
+            rows.append({
+                "model": records[0].model, "pre-training images": size, "epochs": config.epochs(size),
+                "seeds": few[2], FEWSHOT_METRIC: few[0], f"{SHOTS}-shot std (points)": few[1],
+                TEST_METRIC: top1[0], "test top-1 std (points)": top1[1],
+                "held-out top-1 (%)": sum(finals) / len(finals) if finals else None,
+                "best held-out step": ", ".join(str(s) for _, s in heldout if s is not None) or None,
+                **cost_columns([load_run(r.run_dir) for r in records]),
+                "paper": verdicts or "—",
+                "run dirs": "; ".join(repo_relative(r.run_dir) for r in records),
+            })
+    return pd.DataFrame(rows)
+
+
+def slopes_table(runs: Runs) -> pd.DataFrame:
+    """One row per (model, metric): the slope per decade of data (mean, std, per seed) and the fitted line's
+    accuracy at the smallest and the largest size."""
+    config, rows = runs.config, []
+    for metric in METRICS:
+        for family in FAMILIES:
+            per_seed = points(runs, family, metric)
+            if not per_seed:
+                continue
+            slopes = slopes_per_seed(per_seed)
+            mean, std, n = seed_stats(slopes.values())
+            stats = size_stats(per_seed)
+            fit = fit_log10(list(stats), [m for m, _, _ in stats.values()])
+            lo, hi = min(stats), max(stats)
+            rows.append({"model": config.models[family], "metric": metric, f"slope ({SLOPE_UNIT})": mean,
+                         "slope std": std, "seeds": n,
+                         "per seed": ", ".join(f"{s}: {v:+.2f}" for s, v in slopes.items()),
+                         f"fit at {lo:,} images (%)": fit[1] + fit[0] * math.log10(lo),
+                         f"fit at {hi:,} images (%)": fit[1] + fit[0] * math.log10(hi)})
+    return pd.DataFrame(rows)
+
+
+def table_note(runs: Runs) -> str:
+    c = runs.config
+    note = (f"Every run: {c.steps} steps of batch {c.batch_size} at {c.image_size} px from scratch, whatever the set "
+            f"size (so the smaller sets are seen for more epochs), lr {c.lr:g} ({c.model}) / {c.bit_lr:g} ({c.bit}); "
+            "the subsets are seeded and class-balanced, nested for one seed and shared by the two models. "
+            f"{SHOTS}-shot linear top-1: a ridge probe (lambda 2^10) on the frozen pre-logits features, {SHOTS} "
+            f"images per class drawn from a pool of {c.probe.max_train or 'all'} training images with sampling seeds "
+            "0, 1, 2 (their mean per run). Test top-1: the trained classifier, scored by the probe on the same test "
+            f"features. Mean ± std over {len(c.seeds)} training seed(s). Final weights, no early stopping; the "
+            "held-out split (2% of the training split, never in a subset) is evaluated every "
+            f"{c.eval_every} steps: 'best held-out step' per seed shows where a set would have stopped early. "
+            "No number of the paper is comparable (JFT subsets of 9M-300M images probed on ImageNet), so the "
+            "'paper' column gives the claims and our verdicts; slopes.md has the slopes. ")
+    if c.scale.dataset == "cifar10":
+        note += "CIFAR-10 here is the JPEG-compressed copy (quality ~75). "
+    if not c.decidable:
+        note += "Smoke scale: a few steps on a few hundred images prove the plumbing, not the claims."
+    return note.strip()
+
+
+def plot(runs: Runs) -> Path:
+    """``data_scaling.png`` (Fig. 3/4): accuracy against pre-training set size on a log axis, one panel per
+    metric, per model the mean over seeds with one-std bars and the least-squares line through the means."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    config = runs.config
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(11, 4.2))
+    colours = {"ViT": "tab:blue", "BiT": "tab:orange"}
+    for ax, metric in zip(axes, METRICS):
+        for family in FAMILIES:
+            per_seed = points(runs, family, metric)
+            if not per_seed:
+                continue
+            stats = size_stats(per_seed)
+            sizes = np.array(list(stats), dtype=float)
+            means = np.array([m for m, _, _ in stats.values()])
+            stds = np.array([s or 0.0 for _, s, _ in stats.values()])
+            slope = seed_stats(slopes_per_seed(per_seed).values()) if len(stats) > 1 else None
+            label = config.models[family] + (f" ({slope[0]:+.1f} per decade)" if slope else "")
+            ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, color=colours[family], label=label)
+            if len(stats) > 1:
+                fit = fit_log10(sizes, means)
+                xs = np.geomspace(sizes[0], sizes[-1], 50)
+                ax.plot(xs, fit[1] + fit[0] * np.log10(xs), "--", color=colours[family], alpha=0.6)
+        ax.set_xscale("log")
+        ax.set_xticks(list(config.sizes), [f"{s:,}" for s in config.sizes])
+        ax.minorticks_off()
+        ax.set(xlabel="pre-training images (log scale)", ylabel=metric,
+               title=("Fig. 4: " if metric == FEWSHOT_METRIC else "Fig. 3: ") + metric.replace(" (%)", ""))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"notebook 04, scale {config.scale.name}: accuracy vs pre-training set size, mean ± std over "
+                 f"{len(config.seeds)} seed(s), {config.steps} steps each; dashed: least-squares fit", fontsize=10)
+    fig.tight_layout()
+    out = runs.out / "data_scaling.png"
+    return save_figure(fig, out)
+
+
+def summary(runs: Runs, found: Sequence[dict]) -> str:
+    """A closing paragraph in Markdown, generated from the claims' numbers and verdicts."""
+    c = runs.config
+    return summary_markdown(f"scale `{c.scale.name}`, {c.model} vs {c.bit} at {c.image_size} px, {c.steps} steps, "
+                            f"sizes {list(c.sizes)}, seeds {list(c.seeds)}", runs.first_run(), found,
+                            decidable=c.decidable)
+
+
+__all__ = ["NAME", "FAMILIES", "Config", "RunRecord", "Runs", "get_config", "settings_markdown", "run", "fit_log10",
+           "slopes_per_seed", "crossing_size", "overtake_size", "overtaking_text", "points", "size_stats", "claims",
+           "table", "slopes_table", "table_note", "plot", "summary"]

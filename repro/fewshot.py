@@ -216,6 +216,19 @@ def representation(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model.forward_head(model.forward_features(x), pre_logits=True)
 
 
+def classify_representation(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """The model's own classifier applied to its pre-logits features (B, F) -> logits (B, K).
+
+    Equals ``model(x)`` for ``features = representation(model, x)``: the ViT's / hybrid's head is a Linear;
+    timm's ResNetV2 head (BiT) pools, then applies a 1x1 convolution, so the pooled features go in as a
+    (B, F, 1, 1) map.
+    """
+    fc = getattr(model.head, "fc", model.head)
+    if isinstance(fc, nn.Conv2d):
+        return fc(features[:, :, None, None]).flatten(1)
+    return fc(features)
+
+
 def _batches(images_or_loader, batch_size: int) -> Iterable[tuple[torch.Tensor, bool]]:
     """Yield (batch, is_uint8) from a tensor, an ImageArrays or an iterable of batches / (x, y) pairs."""
     from .data import ImageArrays

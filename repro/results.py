@@ -63,6 +63,10 @@ PAPER: dict[str, PaperNumber] = {
     "fig9/gap/lr": PaperNumber(3e-4, "App. D.3, Fig. 9", "global average pooling: works at 3e-4"),
     "fig9/gap/lr_too_high": PaperNumber(8e-4, "App. D.3, Fig. 9", "global average pooling: worse at the class "
                                         "token's 8e-4"),
+    # Sec. 4.4, Fig. 5: ViT reaches the accuracy of a BiT ResNet with this many times less pre-training compute
+    # (JFT-300M, averaged over 5 transfer data sets).
+    "fig5/compute_ratio/low": PaperNumber(2.0, "Sec. 4.4, Fig. 5", "ViT vs BiT ResNets, JFT-300M, average-5"),
+    "fig5/compute_ratio/high": PaperNumber(4.0, "Sec. 4.4, Fig. 5", "ViT vs BiT ResNets, JFT-300M, average-5"),
     # Sec. 4.6: masked patch prediction.
     "mpp/vit-b16-imagenet": PaperNumber(79.9, "Sec. 4.6", "ViT-B/16 MPP on JFT, fine-tuned on ImageNet"),
 }

@@ -16,9 +16,10 @@ EXPECTED_FILES = {
     "02_position_embeddings": ["table.csv", "table.md", "table8.csv", "table8.md", "claims.json",
                                "position_similarity.png"],
     "03_cls_vs_gap": ["table.csv", "table.md", "curves.csv", "claims.json", "accuracy_vs_steps.png"],
+    "05_compute_scaling": ["table.csv", "table.md", "fronts.csv", "claims.json", "accuracy_vs_compute.png"],
 }
 # Notebooks whose claims.json is checked (every notebook will write one).
-WRITES_CLAIMS = {"01_pretrain_and_transfer", "02_position_embeddings", "03_cls_vs_gap"}
+WRITES_CLAIMS = {"01_pretrain_and_transfer", "02_position_embeddings", "03_cls_vs_gap", "05_compute_scaling"}
 
 
 def absolute_occurrences(text: str, path) -> list[str]:

@@ -199,6 +199,22 @@ def test_table_has_one_row_per_point_with_flops_and_fronts(tmp_path):
     assert list(bit["point"]) == ["R14x1 @ 80 steps", "R26x1 @ 320 steps", "R50x1 @ 320 steps"]
 
 
+# --- FLOPs ---------------------------------------------------------------------------------------------
+
+def test_training_flops_count_the_attention_products():
+    """Per image, a ViT's counted FLOPs are a + b N + c N^2 in its tokens N: the linear layers grow with N,
+    the attention products Q K^T and A V with N^2, c = 12 D L (2 products x 2 FLOPs per multiply-add x N^2 D,
+    forward; twice that backward). The fused CPU attention kernel was counted as 0 (c = 0)."""
+    import numpy as np
+
+    from repro.results import training_flops
+
+    tokens = np.array([(size // 8) ** 2 + 1 for size in (16, 32, 64)])   # ViT-XXS/8 (D 64, 4 layers) + class token
+    flops = [training_flops("ViT-XXS/8", size, 10) for size in (16, 32, 64)]
+    c, b, a = np.polyfit(tokens, flops, 2)
+    assert c == pytest.approx(12 * 64 * 4, rel=1e-6)
+
+
 # --- settings ----------------------------------------------------------------------------------------
 
 def test_cpu_ladder_spans_ten_times_in_flops_per_family_and_overlaps():

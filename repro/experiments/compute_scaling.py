@@ -16,8 +16,8 @@ cheaper point beats) is drawn like Fig. 5, and the claims are decided on the fro
 - Hybrids beat ViT at small compute, the gap shrinking at larger compute (``verdict_gap_shrinks``).
 
 Scales (``PRESETS``): ``smoke`` runs a few steps per model on the embedded mini CIFAR-10 (plumbing only, every
-verdict None). ``cpu`` trains 20 runs on the real CIFAR-10 at 32 px on 2 cores in about 20 minutes: ViT-XXS/8
-to ViT-XS/4, BiT R14x1 to R50x1, and R14+ViT-XXS/4 to R26+ViT-XS/8, each family's smallest model also at a
+verdict None). ``cpu`` trains 20 runs on the real CIFAR-10 at 32 px on 2 cores in about 21 minutes: ViT-XXS/8
+to ViT-XS/4, BiT R14x1 to R50x1, and R14+ViT-XXS/4 to R50+ViT-XS/8, each family's smallest model also at a
 quarter of the length (3 seeds there: the seed spread of the verdicts); one seed elsewhere. ``gpu`` is a
 bigger ladder (ViT up to S/4, BiT up to R101x1, hybrids up to R50+ViT-Ti/4), 3 seeds each; not yet run.
 
@@ -80,17 +80,17 @@ PRESETS = {
                   ladder=(("ViT", "ViT-XXS/8", 0.5, (0, 1)), ("ViT", "ViT-XXS/8", 1.0, (0,)),
                           ("BiT", "R14x1", 0.5, (0,)), ("BiT", "R14x1", 1.0, (0,)),
                           ("hybrid", "R14+ViT-XXS/4", 0.5, (0,)), ("hybrid", "R14+ViT-XXS/4", 1.0, (0,)))),
-    # Sized for ~20 minutes on 2 idle cores. Base length 320 steps x batch 128 = 40,960 images (0.84 epoch of
+    # Sized for ~21 minutes on 2 idle cores. Base length 320 steps x batch 128 = 40,960 images (0.84 epoch of
     # 49,000); the quarter length 80 steps = 10,240 images. Idle training throughput at 32 px (images/s):
     # measured (benchmarks/RESULTS.md) ViT-XXS/4 1100, ViT-XS/8 1160, ViT-XS/4 290, R14x1 490; rough guesses
     # from one-thread speed ratios to ViT-XXS/4 taken on a busy machine, rounded down: ViT-XXS/8 ~2500,
-    # R26x1 ~330, R50x1 ~200, R14+ViT-XXS/4 ~700, R26+ViT-XS/8 ~300. Training seconds:
+    # R26x1 ~330, R50x1 ~200, R14+ViT-XXS/4 ~700, R50+ViT-XS/8 ~220. Training seconds:
     #   ViT    XXS/8 3 x 10,240/2500 + 3 x 40,960/2500 = 12 + 49; XXS/4 37; XS/8 35; XS/4 141     -> 274 s
     #   BiT    R14x1 3 x 10,240/490 + 40,960/490 = 63 + 84; R26x1 124; R50x1 205                  -> 476 s
-    #   hybrid R14+ViT-XXS/4 3 x 10,240/700 + 40,960/700 = 44 + 59; R26+ViT-XS/8 137              -> 240 s
-    # = ~990 s for 20 runs, plus per run ~9 s (start-up, held-out eval, the probe's 15,000 forward images):
-    # ~180 s, plus FLOP counting and figures: ~20 minutes (~25 if the estimated throughputs are 25% high).
-    # FLOPs per run (GFLOPs/image x images): ViT 0.15-12.6 TFLOPs (87x), BiT 1.8-20 (11x), hybrid 1.0-9.2 (9.5x).
+    #   hybrid R14+ViT-XXS/4 3 x 10,240/700 + 40,960/700 = 44 + 59; R50+ViT-XS/8 186              -> 289 s
+    # = ~1040 s for 20 runs, plus per run ~9 s (start-up, held-out eval, the probe's 15,000 forward images):
+    # ~180 s, plus FLOP counting and figures: ~21 minutes (~26 if the estimated throughputs are 25% high).
+    # FLOPs per run (GFLOPs/image x images): ViT 0.15-14.2 TFLOPs (92x), BiT 1.8-20.3 (11x), hybrid 1.1-12.6 (11x).
     # lrs: per family the rate this project already trains it with at cpu scale (notebooks 01-03).
     "cpu": dict(image_size=32, batch_size=128, steps=320, warmup_fraction=0.1, fewshot_max_train=5000,
                 lrs={"ViT": 2e-3, "BiT": 1e-3, "hybrid": 2e-3},
@@ -99,7 +99,7 @@ PRESETS = {
                         ("BiT", "R14x1", 0.25, (0, 1, 2)), ("BiT", "R14x1", 1.0, (0,)), ("BiT", "R26x1", 1.0, (0,)),
                         ("BiT", "R50x1", 1.0, (0,)),
                         ("hybrid", "R14+ViT-XXS/4", 0.25, (0, 1, 2)), ("hybrid", "R14+ViT-XXS/4", 1.0, (0,)),
-                        ("hybrid", "R26+ViT-XS/8", 1.0, (0,)))),
+                        ("hybrid", "R50+ViT-XS/8", 1.0, (0,)))),
     # Not yet run on a GPU: the same shape, 3000 x 512 images (~31 epochs) per full-length run, bigger models,
     # 3 seeds everywhere.
     "gpu": dict(image_size=32, batch_size=512, steps=3000, warmup_fraction=0.1, fewshot_max_train=10000,

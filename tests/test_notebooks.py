@@ -17,6 +17,7 @@ EXPECTED_FILES = {
                                "position_similarity.png"],
     "03_cls_vs_gap": ["table.csv", "table.md", "curves.csv", "claims.json", "accuracy_vs_steps.png"],
     "04_data_scaling": ["table.csv", "table.md", "slopes.csv", "slopes.md", "claims.json", "data_scaling.png"],
+    "05_compute_scaling": ["table.csv", "table.md", "fronts.csv", "claims.json", "accuracy_vs_compute.png"],
     "06_masked_patch_prediction": ["table.csv", "table.md", "ablation.csv", "ablation.md", "claims.json",
                                    "mpp_predictions.png"],
     "07_inspect": ["table.csv", "table.md", "attention_cost.csv", "attention_cost.md", "claims.json",
@@ -25,7 +26,7 @@ EXPECTED_FILES = {
 }
 # Notebooks whose claims.json is checked (every notebook will write one).
 WRITES_CLAIMS = {"01_pretrain_and_transfer", "02_position_embeddings", "03_cls_vs_gap", "04_data_scaling",
-                 "06_masked_patch_prediction", "07_inspect"}
+                 "05_compute_scaling", "06_masked_patch_prediction", "07_inspect"}
 
 
 def absolute_occurrences(text: str, path) -> list[str]:

@@ -9,13 +9,15 @@ functions and every notebook builds its results the same way.
 - ``pretrain_transfer``: notebook 01 (Sec. 4.2, Table 2; the small-data end of Fig. 3; Sec. 3.2).
 - ``position_embeddings``: notebook 02 (App. D.4, Table 8, every cell; Fig. 7 centre).
 - ``cls_vs_gap``: notebook 03 (App. D.3, Fig. 9).
+- ``data_scaling``: notebook 04 (Sec. 4.3, Fig. 3, 4: accuracy against the pre-training set size).
+- ``compute_scaling``: notebook 05 (Sec. 4.4, Fig. 5).
 - ``masked_patch``: notebook 06 (Sec. 4.6, App. B.1.2: masked patch prediction, its ablation).
 - ``inspect_model``: notebook 07 (Sec. 4.5, Fig. 6, 7; the cost of attention, Sec. 3.1).
-- ``data_scaling``: notebook 04 (Sec. 4.3, Fig. 3, 4: accuracy against the pre-training set size).
 
 Shared here: ``train_fields`` (a scale's TrainConfig fields with a notebook's paths), ``train_and_probe``
 and ``probe_model`` (5-shot linear probes of a run, at the end and along training, kept in
-``fewshot.json``), ``verdict_within`` (the rule for "barely matters" claims).
+``fewshot.json``), ``verdict_within`` (the rule for "barely matters" claims), ``run_training_flops`` (a
+run's pre-training FLOPs, kept in ``flops.json``).
 """
 from __future__ import annotations
 
@@ -270,6 +272,31 @@ def train_and_probe(cfg, probe: Probe, *, label: str, at_steps: Sequence[int] = 
     return run_dir
 
 
+FLOPS_FILE = "flops.json"
+
+
+def run_training_flops(run_dir) -> float:
+    """A run's pre-training compute in FLOPs: ``repro.results.training_flops`` (``torch.utils.flop_counter`` on
+    one forward + backward) of the model in its ``config.json`` (variant, overrides, resolution, data set's
+    classes) times its batch and steps. Counted once and kept in ``flops.json`` beside the run, so tables and
+    figures read it from files."""
+    from ..data import get_info
+    from ..results import training_flops
+
+    run_dir = Path(run_dir)
+    path = run_dir / FLOPS_FILE
+    if path.exists():
+        return json.loads(path.read_text())["train_flops"]
+    cfg = json.loads((run_dir / "config.json").read_text())
+    per_image = training_flops(cfg["model"], cfg["image_size"], get_info(cfg["dataset"]).num_classes,
+                               cfg.get("model_overrides") or {})
+    total = per_image * cfg["batch_size"] * cfg["steps"]
+    atomic_write_text(path, json.dumps({"flops_per_image": per_image, "train_flops": total,
+                                        "counted_with": "torch.utils.flop_counter.FlopCounterMode, forward + "
+                                                        "backward, matrix products and convolutions"}, indent=1))
+    return total
+
+
 def summary_markdown(settings: str, first_run: dict, found: Sequence[dict], *, decidable: bool,
                      extra_lines: Sequence[str] = ()) -> str:
     """A notebook's closing paragraph in Markdown, generated from its claims' numbers and verdicts.
@@ -299,11 +326,17 @@ class Pretraining:
     steps: int
     warmup_steps: int
 
-    def scale_with_budget(self, lr: float) -> Scale:
-        """The scale's preset with this experiment's model, budget and ``lr`` (what ``train_fields`` reads)."""
-        return dataclasses.replace(self.scale, vit=self.model, image_size=self.image_size,
+    def scale_with_budget(self, lr: float, family: str = "vit") -> Scale:
+        """The scale's preset with this experiment's model, budget and ``lr`` (what ``train_fields`` reads).
+
+        ``family`` ("vit", "bit" or "hybrid") is the scale's model field that this model fills, and so the
+        lr field it sets (``bit_lr`` for a BiT, ``pretrain_lr`` otherwise); read it back with the same family.
+        """
+        lr_field = "bit_lr" if family == "bit" else "pretrain_lr"
+        self.scale.model_name(family)  # an unknown family is an error here, not a silently ignored field
+        return dataclasses.replace(self.scale, **{family: self.model, lr_field: lr}, image_size=self.image_size,
                                    batch_size=self.batch_size, pretrain_steps=self.steps,
-                                   warmup_steps=self.warmup_steps, pretrain_lr=lr)
+                                   warmup_steps=self.warmup_steps)
 
     @property
     def decidable(self) -> bool:

@@ -1,0 +1,264 @@
+"""Notebook 05 (Sec. 4.4, Fig. 5): Pareto fronts, front comparisons and verdicts on hand-made numbers."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from repro.experiments import FEWSHOT_FILE, FLOPS_FILE, train_fields
+from repro.experiments import compute_scaling as exp
+
+
+# --- fronts ------------------------------------------------------------------------------------------
+
+def test_pareto_front_keeps_only_points_no_cheaper_point_beats():
+    points = [(4.0, 60.0), (1.0, 40.0), (2.0, 35.0), (8.0, 58.0), (2.0, 50.0), (16.0, 70.0), (1.0, 40.0)]
+    # (2, 35) loses to (2, 50) at the same cost, (8, 58) to the cheaper (4, 60); the duplicate (1, 40) is kept once
+    assert exp.pareto_front(points) == [(1.0, 40.0), (2.0, 50.0), (4.0, 60.0), (16.0, 70.0)]
+    assert exp.pareto_front([(3.0, 10.0)]) == [(3.0, 10.0)]
+    assert exp.pareto_front([(1.0, 50.0), (10.0, 50.0)]) == [(1.0, 50.0)]  # equal accuracy at more cost: dominated
+    with pytest.raises(ValueError, match="positive"):
+        exp.pareto_front([(0.0, 10.0), (1.0, 20.0)])
+
+
+def test_front_value_is_linear_in_log_cost_and_refuses_to_extrapolate():
+    front = [(1.0, 40.0), (100.0, 60.0)]
+    assert exp.front_value(front, 10.0) == pytest.approx(50.0)  # halfway on the log axis, not at cost 50.5
+    assert exp.front_value(front, 1.0) == 40.0 and exp.front_value(front, 100.0) == 60.0
+    with pytest.raises(ValueError, match="outside"):
+        exp.front_value(front, 200.0)
+
+
+def test_flops_text_picks_the_unit():
+    assert [exp.flops_text(x) for x in (2.1e13, 6.8e8, 1.5e15, 12.0)] == ["21 TFLOPs", "680 MFLOPs", "1.5 PFLOPs",
+                                                                          "12 FLOPs"]
+
+
+def test_compare_fronts_on_the_common_range_only():
+    vit = [(1.0, 40.0), (100.0, 60.0)]
+    bit = [(10.0, 45.0), (1000.0, 65.0)]
+    found = exp.compare_fronts(vit, bit, points=3)
+    assert found["costs"] == pytest.approx([10.0, math.sqrt(1000.0), 100.0])
+    # at 10: ViT 50 vs BiT 45; at 100: ViT 60 vs BiT 55
+    assert found["gaps"][0] == pytest.approx(5.0) and found["gaps"][-1] == pytest.approx(5.0)
+    assert exp.compare_fronts(vit, [(200.0, 70.0), (400.0, 75.0)]) is None     # disjoint ranges
+    assert exp.compare_fronts([(1.0, 40.0)], [(1.0, 30.0), (5.0, 50.0)]) is None  # they meet in one cost only
+
+
+def test_equal_accuracy_cost_ratio_is_the_shift_between_fronts():
+    vit = [(1.0, 40.0), (10.0, 50.0), (100.0, 60.0)]
+    bit = [(c * 3.0, a) for c, a in vit]  # the same accuracies at 3x the cost
+    assert exp.equal_accuracy_cost_ratio(vit, bit) == pytest.approx(3.0)
+    assert exp.equal_accuracy_cost_ratio(bit, vit) == pytest.approx(1 / 3)
+    assert exp.equal_accuracy_cost_ratio(vit, [(1.0, 70.0), (2.0, 80.0)]) is None  # no accuracy reached by both
+
+
+# --- verdicts ----------------------------------------------------------------------------------------
+
+VIT = [(1.0, 40.0), (10.0, 50.0), (100.0, 60.0)]
+
+
+def shifted(front, points):
+    return [(c, a + points) for c, a in front]
+
+
+def test_front_above_rule():
+    assert exp.verdict_front_above(shifted(VIT, 3.0), VIT, 1.0, names=("ViT", "BiT"))[0] is True  # 3 > 1.41
+    holds, why = exp.verdict_front_above(shifted(VIT, 1.0), VIT, 1.0, names=("ViT", "BiT"))
+    assert holds is None and "within the seed spread" in why                                   # 1 < 1.41
+    holds, why = exp.verdict_front_above(VIT, shifted(VIT, 3.0), 1.0, names=("ViT", "BiT"))
+    assert holds is False and "BiT's front is above ViT's by 3.00" in why
+    # Crossing fronts: ViT clearly ahead at low cost, BiT clearly ahead at high cost -> the claim fails.
+    crossing = [(1.0, 45.0), (100.0, 55.0)]
+    assert exp.verdict_front_above(crossing, VIT, 0.5, names=("ViT", "BiT"))[0] is False
+    # Unknown spread: the signs decide, and the why says so.
+    holds, why = exp.verdict_front_above(shifted(VIT, 0.1), VIT, None, names=("ViT", "BiT"))
+    assert holds is True and "unknown" in why
+    holds, why = exp.verdict_front_above(VIT, [(200.0, 70.0), (400.0, 80.0)], 1.0, names=("ViT", "BiT"))
+    assert holds is None and "share no range" in why
+    holds, why = exp.verdict_front_above(shifted(VIT, 9.0), VIT, 1.0, names=("ViT", "BiT"), decidable=False,
+                                         why_undecidable="smoke")
+    assert holds is None and why.startswith("smoke")
+
+
+def test_gap_shrinks_rule():
+    converging = [(1.0, 46.0), (100.0, 60.5)]    # hybrid: +6 at cost 1, +0.5 at cost 100
+    assert exp.verdict_gap_shrinks(converging, VIT, 1.0, names=("hybrid", "ViT"))[0] is True
+    holds, why = exp.verdict_gap_shrinks(shifted(VIT, 5.0), VIT, 1.0, names=("hybrid", "ViT"))
+    assert holds is None and "within its spread" in why                       # ahead, but the gap stays
+    growing = [(1.0, 43.0), (100.0, 70.0)]       # +3 then +10
+    holds, why = exp.verdict_gap_shrinks(growing, VIT, 1.0, names=("hybrid", "ViT"))
+    assert holds is False and "grows" in why
+    holds, why = exp.verdict_gap_shrinks(shifted(VIT, -3.0), VIT, 1.0, names=("hybrid", "ViT"))
+    assert holds is False and "ViT is above hybrid" in why                    # behind at small compute
+    assert exp.verdict_gap_shrinks(shifted(VIT, 1.0), VIT, 1.0, names=("hybrid", "ViT"))[0] is None
+    holds, why = exp.verdict_gap_shrinks([(1.0, 46.0), (1.5, 51.0)], VIT, 1.0, names=("hybrid", "ViT"))
+    assert holds is None and "too little" in why                              # common range spans 1.5x only
+    holds, why = exp.verdict_gap_shrinks([(200.0, 70.0)], VIT, 1.0, names=("hybrid", "ViT"), decidable=False,
+                                         why_undecidable="smoke")
+    assert holds is None and why.startswith("smoke; the fronts share no range") and "hybrid 200-200" in why
+
+
+# --- claims and table from hand-made runs ------------------------------------------------------------
+
+def fake_point(root: Path, name: str, *, model: str, steps: int, test: float, fewshot: float, seconds: float,
+               flops: float) -> Path:
+    """A finished, probed run as notebook 05 leaves it: config, final metrics, probe point and FLOPs."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    files = {
+        "config.json": {"model": model, "model_overrides": {}, "dataset": "cifar10", "image_size": 32,
+                        "batch_size": 128, "steps": steps, "lr": 0.002, "seed": 0},
+        "final.json": {"step": steps, "val": {"accuracy": test / 100, "loss": 1.0}, "train_seconds": seconds},
+        "env.json": {"device_name": "test CPU"},
+        FEWSHOT_FILE: {"points": [{"step": steps, "classifier_test_top1": test,
+                                   "fewshot": {"5": {"mean": fewshot, "std": 0.3, "per_seed": []}}}]},
+        FLOPS_FILE: {"flops_per_image": flops / steps / 128, "train_flops": flops},
+    }
+    for file, content in files.items():
+        (run_dir / file).write_text(json.dumps(content))
+    (run_dir / "metrics.jsonl").write_text(
+        json.dumps({"event": "start", "step": 0, "params": 1_000_000, "data_source": "test data"}) + "\n"
+        + json.dumps({"event": "train", "step": steps, "loss": 1.0, "accuracy": 0.5, "images_per_s": 500.0}) + "\n")
+    return run_dir
+
+
+# (family, model, steps, [(test, 5-shot) per seed], seconds, TFLOPs): BiT ahead of ViT everywhere; the hybrid
+# ahead of ViT at small compute, level at the top.
+POINTS = [
+    ("ViT", "ViT-XXS/8", 80, [(30.0, 20.0), (31.0, 21.0), (29.0, 19.0)], 5.0, 0.15),
+    ("ViT", "ViT-XXS/4", 320, [(45.0, 35.0)], 40.0, 2.0),
+    ("ViT", "ViT-XS/4", 320, [(50.0, 40.0)], 150.0, 12.0),
+    ("BiT", "R14x1", 80, [(50.0, 40.0), (51.0, 41.0), (49.0, 40.0)], 20.0, 1.8),
+    ("BiT", "R26x1", 320, [(62.0, 50.0)], 120.0, 11.0),
+    ("BiT", "R50x1", 320, [(64.0, 52.0)], 200.0, 20.0),
+    ("hybrid", "R14+ViT-XXS/4", 80, [(42.0, 30.0), (41.0, 31.0), (43.0, 30.5)], 15.0, 1.0),
+    ("hybrid", "R26+ViT-XS/8", 320, [(49.0, 39.0)], 140.0, 9.0),
+]
+
+
+def make_runs(tmp_path, scale="cpu", points=POINTS) -> exp.Runs:
+    runs = exp.Runs(exp.get_config(scale), tmp_path)
+    for family, model, steps, per_seed, seconds, tflops in points:
+        for seed, (test, few) in enumerate(per_seed):
+            run_dir = fake_point(tmp_path, f"{model.replace('/', '-')}-{steps}-{seed}", model=model, steps=steps,
+                                 test=test, fewshot=few, seconds=seconds, flops=tflops * 1e12)
+            runs.records.append(exp.RunRecord(family, model, steps, seed, run_dir))
+    return runs
+
+
+def test_claims_follow_the_fronts(tmp_path):
+    runs = make_runs(tmp_path)
+    found = {(c["claim"].split(" [")[0], c["claim"].split(" [")[1]): c for c in exp.claims(runs)}
+    test, few = "test top-1 (%)]", "5-shot linear top-1 (%)]"
+    assert set(found) == {(exp.VIT_BIT_CLAIM, test), (exp.VIT_BIT_CLAIM, few), (exp.VIT_BIT_TIME_CLAIM, test),
+                          (exp.HYBRID_CLAIM, test), (exp.HYBRID_CLAIM, few)}
+    vit_bit = found[(exp.VIT_BIT_CLAIM, test)]
+    assert vit_bit["holds"] is False and "BiT's front is above ViT's" in vit_bit["why"]
+    assert "x ViT's FLOPs (paper: 2-4x)" in vit_bit["why"] and "TFLOPs" in vit_bit["why"]
+    assert vit_bit["ours"]["ViT ViT-XXS/8 @ 80 steps"] == pytest.approx([30.0, 1.0, 3])
+    assert found[(exp.VIT_BIT_TIME_CLAIM, test)]["holds"] is False and " s" in found[(exp.VIT_BIT_TIME_CLAIM, test)]["why"]
+    hybrid = found[(exp.HYBRID_CLAIM, test)]
+    # common range 1-9 TFLOPs: hybrid 42 vs ViT 41.0 at 1 TFLOP (log-interpolated between 0.15 and 2), +1.01 is
+    # within the spread of a difference (the std pooled over the 3-seed points, 1.0, times sqrt 2)
+    assert hybrid["holds"] is None and "+1.01 points at 1 TFLOPs" in hybrid["why"]
+    assert "within the seed spread (hybrid - ViT" in hybrid["why"] and "spread of a difference 1.41" in hybrid["why"]
+
+
+def test_hybrid_claim_holds_when_the_gap_closes(tmp_path):
+    points = [p if p[1] != "R26+ViT-XS/8" else (*p[:3], [(47.9, 38.0)], *p[4:]) for p in POINTS]
+    points = [p if p[1] != "R14+ViT-XXS/4" else (*p[:3], [(45.0, 33.0), (44.0, 34.0), (46.0, 33.5)], *p[4:])
+              for p in points]
+    hybrid = next(c for c in exp.claims(make_runs(tmp_path, points=points))
+                  if c["claim"].startswith(exp.HYBRID_CLAIM) and "test top-1" in c["claim"])
+    assert hybrid["holds"] is True and "shrinks" in hybrid["why"]
+
+
+def test_smoke_scale_leaves_every_claim_undecided(tmp_path):
+    found = exp.claims(make_runs(tmp_path, scale="smoke"))
+    assert found and all(c["holds"] is None and "plumbing" in c["why"] for c in found)
+
+
+def test_table_has_one_row_per_point_with_flops_and_fronts(tmp_path):
+    runs = make_runs(tmp_path)
+    table = exp.table(runs).set_index("model")
+    assert len(table) == len(POINTS)
+    assert {"test top-1 (%)", "params (M)", "train images/s", "paper", "train TFLOPs"} <= set(table.columns)
+    assert table.loc["ViT-XXS/8", "seeds"] == 3 and table.loc["ViT-XXS/8", "test top-1 (%)"] == pytest.approx(30.0)
+    assert table.loc["R26x1", "train TFLOPs"] == pytest.approx(11.0)
+    assert table.loc["R26x1", "train GFLOPs / image"] == pytest.approx(11e12 / (320 * 128) / 1e9)
+    assert bool(table.loc["R50x1", "on FLOPs front (test top-1)"]) is True
+    assert table["paper"].str.contains("claim: ").all()
+    assert "Hybrids" not in table.loc["R50x1", "paper"] and "Hybrids" in table.loc["ViT-XS/4", "paper"]
+    assert ("ViT beats BiT ResNets (Sec. 4.4, Fig. 5) — ours: does not hold (test top-1 (%)), does not hold (5-shot "
+            "linear top-1 (%))") in table.loc["R50x1", "paper"]
+    fronts = exp.front_table(runs)
+    bit = fronts[(fronts["family"] == "BiT") & (fronts["axis"] == exp.AXES["flops"])
+                 & (fronts["metric"] == "test top-1 (%)")]
+    assert list(bit["point"]) == ["R14x1 @ 80 steps", "R26x1 @ 320 steps", "R50x1 @ 320 steps"]
+
+
+# --- FLOPs ---------------------------------------------------------------------------------------------
+
+def test_training_flops_count_the_attention_products():
+    """Per image, a ViT's counted FLOPs are a + b N + c N^2 in its tokens N: the linear layers grow with N,
+    the attention products Q K^T and A V with N^2, c = 12 D L (2 products x 2 FLOPs per multiply-add x N^2 D,
+    forward; twice that backward). The fused CPU attention kernel was counted as 0 (c = 0)."""
+    import numpy as np
+
+    from repro.results import training_flops
+
+    tokens = np.array([(size // 8) ** 2 + 1 for size in (16, 32, 64)])   # ViT-XXS/8 (D 64, 4 layers) + class token
+    flops = [training_flops("ViT-XXS/8", size, 10) for size in (16, 32, 64)]
+    c, b, a = np.polyfit(tokens, flops, 2)
+    assert c == pytest.approx(12 * 64 * 4, rel=1e-6)
+
+
+# --- settings ----------------------------------------------------------------------------------------
+
+def test_cpu_ladder_spans_ten_times_in_flops_per_family_and_overlaps():
+    from repro.results import training_flops
+
+    config = exp.get_config("cpu")
+    per_image = {m: training_flops(m, config.image_size, 10) for m in {r.model for r in config.ladder}}
+    spans = {}
+    for family in exp.FAMILIES:
+        costs = [per_image[r.model] * config.batch_size * config.steps_of(r) for r in config.ladder if r.family == family]
+        spans[family] = (min(costs), max(costs))
+        assert max(costs) / min(costs) >= 9, (family, max(costs) / min(costs))
+    # ViT's range overlaps BiT's and the hybrids' over at least 2x (MIN_SPAN): the claims can be decided
+    for other in ("BiT", "hybrid"):
+        lo, hi = max(spans["ViT"][0], spans[other][0]), min(spans["ViT"][1], spans[other][1])
+        assert hi / lo >= exp.MIN_SPAN, other
+    assert all(len(r.seeds) == 3 for r in config.ladder if r.length < 1)  # the seed spread comes from these
+
+
+def test_rungs_train_their_own_model_lr_and_the_bit_stem():
+    config = exp.get_config("gpu", seeds=[5], steps=100)
+    assert all(r.seeds == (5,) for r in config.ladder)
+    bit = next(r for r in config.ladder if r.family == "BiT" and r.length < 1)
+    fields = train_fields(config.train_scale(bit), "pretrain", "bit", data_dir=None, out_dir="x", device="cpu")
+    assert (fields["model"], fields["steps"], fields["warmup_steps"], fields["lr"]) == ("R14x1", 25, 2, 1e-3)
+    assert fields["model_overrides"] == {}  # the gpu scale's CIFAR stem is not used: the paper's BiT stem
+    hybrid = next(r for r in config.ladder if r.family == "hybrid")
+    fields = train_fields(config.train_scale(hybrid), "pretrain", "hybrid", data_dir=None, out_dir="x", device="cpu")
+    assert fields["model"] == hybrid.model and fields["model_overrides"]["representation_size"] == 64
+    with pytest.raises(TypeError, match="unknown setting"):
+        exp.get_config("cpu", stpes=10)
+    with pytest.raises(ValueError, match="JFT"):
+        exp.get_config("paper")
+
+
+@pytest.mark.parametrize("name", ["R14x1", "R14+ViT-XXS/4", "ViT-XXS/8"])
+def test_the_probes_classifier_is_the_models_own(name):
+    """probe_model scores the classifier on pre-logits features; for a BiT its head is a 1x1 convolution."""
+    from repro import create_model
+    from repro.fewshot import classifier_logits, representation
+
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, img_size=32).eval()
+    torch.nn.init.normal_(getattr(model.head, "fc", model.head).weight)  # a zero head would hide a mix-up
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(classifier_logits(model, representation(model, x)), model(x))

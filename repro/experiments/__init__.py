@@ -297,6 +297,19 @@ def run_training_flops(run_dir) -> float:
     return total
 
 
+SMOKE_CAVEAT = "Smoke scale: a few steps on a few hundred images prove the plumbing, not the claims."
+
+
+def finish_note(note: str, config, *, cifar10: str) -> str:
+    """A table note's common ending: ``cifar10`` (what the reader should know of the data, e.g. that it is the
+    JPEG copy) when the scale trains on CIFAR-10, and the smoke-scale caveat when the claims are undecidable."""
+    if config.scale.dataset == "cifar10":
+        note += cifar10 + " "
+    if not config.decidable:
+        note += SMOKE_CAVEAT
+    return note.strip()
+
+
 def summary_markdown(settings: str, first_run: dict, found: Sequence[dict], *, decidable: bool,
                      extra_lines: Sequence[str] = ()) -> str:
     """A notebook's closing paragraph in Markdown, generated from its claims' numbers and verdicts.

@@ -26,7 +26,7 @@ from ..results import (PAPER, claim_entry, load_run, repo_relative, results_dir,
                        verdict_below)
 from ..scales import Scale, get_scale
 from . import (FEWSHOT_SHOTS, VERDICT_WORDS, ProbedPretraining, RunSet, cost_columns, preset_values, fewshot_top1, pretrain_departures_markdown, read_probes, train_and_probe,
-               summary_markdown, train_fields, verdict_within)
+               summary_markdown, train_fields, verdict_within, finish_note)
 
 NAME = "03_cls_vs_gap"
 POOLS = ("cls", "gap")
@@ -228,11 +228,7 @@ def table_note(runs: Runs) -> str:
             f"{c.image_size} px, {c.steps} steps of batch {c.batch_size}; probed at steps {list(c.probe_steps)} and at the end "
             f"('train min / run' leaves the probes out). The paper's lrs are for ViT-B on JFT-300M at batch 4096; ours "
             "are the scale's lr and 3x below and above it. ")
-    if c.scale.dataset == "cifar10":
-        note += "The probe's data set is the training set (CIFAR-10, the JPEG copy, quality ~75). "
-    if not c.decidable:
-        note += "Smoke scale: a few steps on a few hundred images prove the plumbing, not the claims."
-    return note.strip()
+    return finish_note(note, c, cifar10="The probe's data set is the training set (CIFAR-10, the JPEG copy, quality ~75).")
 
 
 def curves(runs: Runs) -> pd.DataFrame:

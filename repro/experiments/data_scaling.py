@@ -47,7 +47,7 @@ from ..results import claim_entry, load_run, repo_relative, results_dir, save_fi
 from ..scales import Scale, get_scale
 from . import (FEWSHOT_SHOTS, VERDICT_WORDS, ProbedPretraining, RunSet, cost_columns, fewshot_top1,
                pretrain_departures_markdown, preset_values, read_probes, summary_markdown, train_and_probe,
-               train_fields)
+               train_fields, finish_note)
 
 NAME = "04_data_scaling"
 FAMILIES = ("ViT", "BiT")
@@ -395,11 +395,7 @@ def table_note(runs: Runs) -> str:
             f"{c.eval_every} steps: 'best held-out step' per seed shows where a set would have stopped early. "
             "No number of the paper is comparable (JFT subsets of 9M-300M images probed on ImageNet), so the "
             "'paper' column gives the claims and our verdicts; slopes.md has the slopes. ")
-    if c.scale.dataset == "cifar10":
-        note += "CIFAR-10 here is the JPEG-compressed copy (quality ~75). "
-    if not c.decidable:
-        note += "Smoke scale: a few steps on a few hundred images prove the plumbing, not the claims."
-    return note.strip()
+    return finish_note(note, c, cifar10="CIFAR-10 here is the JPEG-compressed copy (quality ~75).")
 
 
 def plot(runs: Runs) -> Path:

@@ -50,7 +50,7 @@ import pandas as pd
 from ..results import PAPER, claim_entry, load_run, repo_relative, results_dir, seed_stats, verdict_below
 from ..scales import Scale, get_scale
 from . import (FEWSHOT_SHOTS, VERDICT_WORDS, ProbedPretraining, RunSet, cost_columns, fewshot_top1, preset_values,
-               pretrain_departures_markdown, progress_kwargs, summary_markdown, train_and_probe, train_fields)
+               pretrain_departures_markdown, progress_kwargs, summary_markdown, train_and_probe, train_fields, finish_note)
 
 NAME = "06_masked_patch_prediction"
 ARMS = ("scratch", "mpp", "supervised")
@@ -439,11 +439,7 @@ def table_note(runs: Runs) -> str:
             "training images; MPP does not read its labels); 'train images/s' is the fine-tuning's. The paper's "
             "numbers are ViT-B/16 on ImageNet, MPP on JFT-300M (Sec. 4.6; 77.9 and 83.9 from its '+2%' and "
             "'4% behind'): a direction, not a comparable number. ")
-    if c.scale.dataset == "cifar10":
-        note += "CIFAR-10 here is the JPEG copy (quality ~75), a little harder than the original PNGs. "
-    if not c.decidable:
-        note += "Smoke scale: a few steps on a few hundred images prove the plumbing, not the claims."
-    return note.strip()
+    return finish_note(note, c, cifar10="CIFAR-10 here is the JPEG copy (quality ~75), a little harder than the original PNGs.")
 
 
 ABLATION_PAPER = {("mean_color", 0.5): "the paper's choice: best few-shot score",

@@ -30,7 +30,7 @@ from ..results import (PAPER, claim_entry, load_run, repo_relative, results_dir,
                        verdict_below)
 from ..scales import Scale, get_scale
 from . import (FEWSHOT_SHOTS, VERDICT_WORDS, ProbedPretraining, RunSet, cost_columns, preset_values, fewshot_top1, pooled_std, pretrain_departures_markdown, train_and_probe,
-               summary_markdown, train_fields, verdict_within)
+               summary_markdown, train_fields, verdict_within, finish_note)
 
 NAME = "02_position_embeddings"
 KINDS = ("none", "1d", "2d", "relative")                       # Table 8's rows
@@ -255,12 +255,8 @@ def table_note(runs: Runs) -> str:
             f"trained classifier. Every cell: {c.model} at {c.image_size} px ({c.grid[0]}x{c.grid[1]} patches), "
             f"{c.steps} steps of batch {c.batch_size}, lr {c.lr:g}. The paper's numbers are ViT-B/16 pre-trained "
             "on JFT-300M and probed on ImageNet (14x14 patches): only the ordering is comparable. ")
-    if c.scale.dataset == "cifar10":
-        note += ("Here the probe's data set is the training set (CIFAR-10, the JPEG copy, quality ~75), so the "
-                 "probe measures how linearly separable the trained representation is. ")
-    if not c.decidable:
-        note += "Smoke scale: a few steps on a few hundred images prove the plumbing, not the claims."
-    return note.strip()
+    return finish_note(note, c, cifar10=("Here the probe's data set is the training set (CIFAR-10, the JPEG copy, quality ~75), so the "
+                 "probe measures how linearly separable the trained representation is."))
 
 
 # --- claims -------------------------------------------------------------------------------------------

@@ -189,6 +189,7 @@ def probe_model(model, probe: Probe, device: str = "auto") -> dict:
     test_x = extract_features(model, test, features=probe.features)    # (M, F)
     found = fewshot_results(train_x, train.labels, test_x, test.labels, probe.shots, probe.seeds,
                             num_classes=train.num_classes)
+    top1 = None  # the head reads pre-logits features only
     if probe.features == "pre_logits":
         with torch.no_grad():  # (M, K): the trained classifier on the same features
             logits = classifier_logits(model, test_x.to(device)).float().cpu()

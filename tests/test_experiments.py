@@ -111,7 +111,10 @@ def test_paper_scale_puts_the_table2_number_beside_ours(tmp_path):
 
 def test_config_and_entry_points():
     cpu = exp.get_config("cpu")
-    assert cpu.finetune_resolutions == (48, 32) and cpu.decidable and cpu.seeds == (0,)
+    assert cpu.finetune_resolutions == (48, 32) and cpu.decidable and cpu.seeds == (0, 1, 2)
+    # The cpu main part departs from the cpu scale (MAIN_PRESETS) to fit 30 minutes; the other scales refit.
+    assert cpu.scale.vit == "ViT-XXS/4" and cpu.scale.pretrain_steps == 500 and not cpu.refit
+    assert exp.get_config("smoke").refit and exp.get_config("paper").refit
     assert not exp.get_config("smoke").decidable and exp.get_config("cpu", seeds=[3, 4]).seeds == (3, 4)
     assert exp.get_config("paper").finetune_resolutions == (384,)
     with pytest.raises(ValueError, match="run_paper"):

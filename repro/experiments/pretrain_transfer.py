@@ -4,7 +4,8 @@ At ``smoke`` / ``cpu`` / ``gpu`` scale (``run``): a small ViT and a BiT ResNet o
 pre-trained from scratch on CIFAR-10 with App. B.1's recipe; the ViT is then fine-tuned with App. B.1.1's
 recipe at a higher resolution (position embeddings resampled, Sec. 3.2) and, as a control, at the
 pre-training resolution with the same steps and lr grid. The lr is chosen on the held-out split; the
-reported model is trained again with it on the whole training split (``finetune_sweep(refit=True)``).
+reported model is trained again with it on the whole training split (``finetune_sweep(refit=True)``), except at
+``cpu``, whose main part (``MAIN_PRESETS``: ViT-XXS/4, 3 seeds, no refit) is cut to fit 30 minutes.
 
 Transfer below paper scale (``Transfer``, ``TRANSFER_PRESETS``): a ViT and the BiT are pre-trained on a source
 task (CIFAR-10 classes 0-4) and fine-tuned on a target task the pre-training never saw (classes 5-9, a few
@@ -49,6 +50,19 @@ SMALL_DATA_CLAIM = "Pre-trained on small data, ViT is worse than a ResNet of sim
 RESOLUTION_CLAIM = "Fine-tuning at a higher resolution than pre-training helps (Sec. 3.2)"
 # The stages of the transfer part (a RunRecord's ``stage``).
 SOURCE_STAGE, TRANSFER_STAGE, SCRATCH_STAGE = "pre-train (source)", "fine-tune (target)", "from scratch (target)"
+
+# The main part's departures from the scale's preset, per scale. At cpu the scale's ViT-XS/4 (1500 steps, one seed,
+# refit) took 40 min for one seed; notebook 01 must run in under 30 min with 3 seeds, so its main part uses
+# ViT-XXS/4 (~1100 images/s at 32 px vs ~290; lr 2e-3 was its best in notebook 03) for 500 steps and fine-tunes
+# 100 steps without a refit. Per seed, from measured idle throughput (benchmarks/RESULTS.md): ViT 64k images
+# ~60 s, BiT R14x1 ~130 s, fine-tuning 2 lrs x 12,800 images at 48 px (~350 images/s) + the 32 px control ~100 s:
+# ~5 min per seed with evaluations, ~15 min for 3 seeds, plus ~10 min for the transfer part. The BiT is now the
+# costlier of the pair (~2x the ViT's seconds per step), which can only favour it in the small-data claim; the
+# table gives both costs.
+MAIN_PRESETS = {
+    "cpu": dict(scale=dict(vit="ViT-XXS/4", pretrain_lr=2e-3, pretrain_steps=500, warmup_steps=50,
+                           finetune_steps=100, seeds=(0, 1, 2)), refit=False),
+}
 
 # The transfer part per scale (none at paper scale: there the targets are Table 2's data sets). Source and target
 # are disjoint sets of CIFAR-10 classes; ``target_images`` labelled training images of the target classes.
@@ -127,6 +141,8 @@ class Config:
     # Fine-tune also at the pre-training resolution (same steps, same lr grid), so the resolution claim
     # compares two fine-tuned models rather than fine-tuned vs not fine-tuned.
     resolution_control: bool = True
+    # Fine-tuning: after the lr is chosen on the held-out split, train again with it on the whole training split.
+    refit: bool = True
     transfer: Optional[Transfer] = None   # below paper scale: source -> unseen target task vs from scratch
 
     @property
@@ -146,6 +162,8 @@ def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None,
     ``seeds`` / ``data_dir`` default to the scale's, ``transfer_seeds`` to the transfer part's (an empty
     list skips that part)."""
     preset = get_scale(scale)
+    main = MAIN_PRESETS.get(scale, {})
+    preset = dataclasses.replace(preset, **main.get("scale", {}))
     transfer = None
     if scale in TRANSFER_PRESETS:
         values = preset_values(TRANSFER_PRESETS, scale, {}, what="the transfer part",
@@ -153,7 +171,7 @@ def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None,
         transfer = Transfer(**values)
     return Config(scale=preset, seeds=tuple(seeds if seeds is not None else preset.seeds),
                   data_dir=data_dir if data_dir is not None else preset.data_dir,
-                  resolution_control=preset.name != "paper", transfer=transfer)
+                  resolution_control=preset.name != "paper", refit=main.get("refit", True), transfer=transfer)
 
 
 @dataclass(frozen=True)
@@ -210,12 +228,13 @@ def _sweep(runs: Runs, cfg, *, lrs: Sequence[float], refit: bool, family: str, s
 
 def _finetune(config: Config, runs: Runs, *, family: str, dataset: str, seed: int, init_from: str,
               resolution: int, device: str, **extra) -> None:
-    """Sweep the lr on the held-out split, refit with the chosen one on the whole training split, record it."""
+    """Sweep the lr on the held-out split (with ``config.refit``, train the chosen one again on the whole training
+    split) and record the reported run."""
     from ..train import finetune_config
 
     cfg = finetune_config(**_fields(config, "finetune", family, runs.out / "runs", device, dataset=dataset,
                                     seed=seed, init_from=init_from, image_size=resolution, **extra))
-    _sweep(runs, cfg, lrs=config.scale.finetune_lrs, refit=True, family=family, stage="fine-tune",
+    _sweep(runs, cfg, lrs=config.scale.finetune_lrs, refit=config.refit, family=family, stage="fine-tune",
            label=f"{cfg.model} fine-tune {dataset} @{resolution}px seed {seed}")
 
 
@@ -398,10 +417,12 @@ def table(runs: Runs) -> pd.DataFrame:
 
 def table_note(runs: Runs) -> str:
     """What a reader needs to read the table right (printed under table.md)."""
+    refit = ("then the model was trained again with it on the whole training split, whose test score is reported"
+             if runs.config.refit else "and that run's test score is reported (no refit at this scale, to fit its "
+             "time budget)")
     note = ("Test top-1 is the mean over seeds (std in points; '—' with one seed). Fine-tuning: the lr was chosen "
-            "on the held-out split (its score is 'held-out top-1'), then the model was trained again with it on "
-            "the whole training split, whose test score is reported. FLOPs are counted with "
-            "torch.utils.flop_counter on one forward + backward (matrix products and convolutions). ")
+            f"on the held-out split (its score is 'held-out top-1'), {refit}. FLOPs are counted with "
+            "torch.utils.flop_counter on one forward + backward (matrix products, convolutions and attention). ")
     if runs.config.scale.dataset == "cifar10":
         note += ("CIFAR-10 here is the JPEG-compressed copy (quality ~75), a little harder than the original "
                  "PNGs. ")
@@ -571,6 +592,6 @@ def summary(runs: Runs, found: Sequence[dict]) -> str:
                             runs.first_run(), found, decidable=runs.config.decidable, extra_lines=unavailable)
 
 
-__all__ = ["NAME", "Config", "Transfer", "TRANSFER_PRESETS", "RunRecord", "Runs", "get_config", "run", "run_transfer",
+__all__ = ["NAME", "Config", "Transfer", "MAIN_PRESETS", "TRANSFER_PRESETS", "RunRecord", "Runs", "get_config", "run", "run_transfer",
            "run_paper", "table", "table_note", "claims", "transfer_claim", "claims_markdown", "plot", "plot_transfer",
            "summary"]

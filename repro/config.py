@@ -73,7 +73,7 @@ def _check_classes_and_rates(cfg) -> None:
     size = tuple(cfg.img_size) if isinstance(cfg.img_size, (tuple, list)) else (cfg.img_size,)
     if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in size):
         raise ValueError(f"img_size={cfg.img_size!r}: must be (height, width) in positive pixels")
-    for key in ("dropout", "attn_dropout", "drop_path"):
+    for key in ("dropout", "attn_dropout", "drop_path", "patch_drop"):
         value = getattr(cfg, key, 0.0)
         if not 0.0 <= value < 1.0:
             raise ValueError(f"{key}={value}: must lie in [0, 1)")
@@ -98,6 +98,9 @@ class ViTConfig:
     dropout: float = 0.0             # 0.1 for ImageNet pre-training (App. B)
     attn_dropout: float = 0.0
     drop_path: float = 0.0           # not in the paper; later ViT recipes use it
+    # Not in the paper: the fraction of patch tokens dropped at random in training (PatchDropout, Liu et al. 2022;
+    # FLIP, Li et al. 2023), a saving of compute per step; evaluation sees every token.
+    patch_drop: float = 0.0
     layer_norm_eps: float = 1e-6     # as in the official code and timm
 
     def __post_init__(self):
@@ -118,6 +121,11 @@ class ViTConfig:
                 f"pos_embed_placement={self.pos_embed_placement!r} adds a learned table at every layer, which only "
                 f"the '1d' and '2d' kinds have; pos_embed={self.pos_embed!r} needs pos_embed_placement='stem' "
                 "(Table 8 has no such cell)")
+        if self.patch_drop and (self.pos_embed == "relative" or self.pos_embed_placement != "stem"):
+            raise ValueError(
+                f"patch_drop={self.patch_drop} drops tokens after the position table of the stem is added; "
+                f"pos_embed={self.pos_embed!r} with pos_embed_placement={self.pos_embed_placement!r} needs every "
+                "token's grid position later on, so it cannot drop tokens (use pos_embed='1d'/'2d'/'none' at the stem)")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
         if self.pos_embed == "2d" and self.embed_dim % 2:

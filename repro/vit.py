@@ -46,6 +46,8 @@ Departures from the paper, all deliberate:
 - ``pool="gap"`` averages the patch tokens after the final LayerNorm and has no
   class token, as in the official code's ``classifier="gap"``.
 - ``drop_path`` (stochastic depth) is not in the paper; it defaults to 0.
+- ``patch_drop`` (timm's PatchDropout: a random fraction of the patch tokens is dropped in training) is not in the
+  paper either; it defaults to 0. It buys steps per second (``benchmarks/time_to_accuracy.py``).
 - Only image sizes divisible by the patch size are accepted (the official code
   silently drops the border); a different input size than the model was built
   for is an error rather than an on-the-fly resample: resample the position
@@ -59,7 +61,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp, PatchEmbed
+from timm.layers import DropPath, Mlp, PatchDropout, PatchEmbed
 from torch import nn
 
 from .config import ViTConfig
@@ -224,6 +226,9 @@ class VisionTransformer(nn.Module):
         if cfg.pos_embed_placement != "every_layer":  # stem, or the one table shared by every layer
             init_position_params(self, cfg, self.grid_size, class_token=self.cls_token is not None)
         self.pos_drop = nn.Dropout(cfg.dropout)
+        # timm's PatchDropout keeps the class token and a random (1 - patch_drop) of the patch tokens, in training only.
+        self.patch_drop = (PatchDropout(cfg.patch_drop, num_prefix_tokens=self.num_prefix_tokens)
+                           if cfg.patch_drop else nn.Identity())
         self.blocks = nn.Sequential(*[Block(cfg, self.grid_size) for _ in range(cfg.depth)])
         self.norm = nn.LayerNorm(D, eps=cfg.layer_norm_eps)
         if cfg.representation_size:
@@ -327,14 +332,15 @@ class VisionTransformer(nn.Module):
         return self.patch_embed(x)
 
     def add_prefix_and_positions(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Patch tokens (B, N, D) -> z_0 of Eq. 1, (B, T, D) with T = N + 1 (cls) or N (gap)."""
+        """Patch tokens (B, N, D) -> z_0 of Eq. 1, (B, T, D) with T = N + 1 (cls) or N (gap); in training with
+        ``patch_drop``, T counts only the patch tokens kept."""
         if self.cls_token is not None:
             tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         if self.cfg.pos_embed_placement == "stem":
             pos = self.position_embedding()
             if pos is not None:
                 tokens = tokens + pos
-        return self.pos_drop(tokens)
+        return self.patch_drop(self.pos_drop(tokens))
 
     def encode(self, z: torch.Tensor, return_attention: bool = False):
         """z_0 (B, T, D) -> LN(z_L) (B, T, D), and the per-layer attention weights if asked.

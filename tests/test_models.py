@@ -250,3 +250,27 @@ def test_placement_needs_an_absolute_table(kind):
         create_model("ViT-XXS/8", pos_embed=kind, pos_embed_placement="every_layer", **TINY_VIT)
     with pytest.raises(ValueError, match="choose one of"):
         create_model("ViT-XXS/8", pos_embed_placement="middle", **TINY_VIT)
+
+
+@pytest.mark.parametrize("pool", ["cls", "gap"])
+def test_patch_drop_keeps_a_fraction_of_patches_in_training_only(pool):
+    torch.manual_seed(0)
+    dropping = create_model("ViT-XXS/4", img_size=32, num_classes=10, pool=pool, patch_drop=0.5)
+    full = create_model("ViT-XXS/4", img_size=32, num_classes=10, pool=pool)
+    full.load_state_dict(dropping.state_dict())  # no parameters of its own
+    x = torch.randn(3, 3, 32, 32)
+    prefix = 1 if pool == "cls" else 0
+    assert dropping.train().forward_features(x).shape == (3, prefix + 32, 64)  # 64 patches, half kept
+    dropping.eval()
+    assert dropping.forward_features(x).shape == (3, prefix + 64, 64)
+    assert torch.allclose(dropping(x), full.eval()(x))  # evaluation sees every token
+    torch.nn.init.normal_(dropping.head.weight)  # the fresh head is zero: no gradient would reach the tokens
+    dropping.train()(x).logsumexp(-1).sum().backward()
+    assert dropping.pos_embed.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("overrides", [dict(pos_embed="relative"), dict(pos_embed_placement="every_layer"),
+                                       dict(patch_drop=1.0)])
+def test_patch_drop_refuses_what_it_cannot_do(overrides):
+    with pytest.raises(ValueError, match="patch_drop"):
+        create_model("ViT-XXS/4", img_size=32, num_classes=10, **{"patch_drop": 0.5, **overrides})

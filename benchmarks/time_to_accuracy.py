@@ -143,6 +143,11 @@ def main(argv=None) -> dict:
     p.add_argument("--warmup", type=int)
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--schedule", choices=("linear", "cosine"))
+    p.add_argument("--patch-drop", type=float,
+                   help="ours only: the fraction of patch tokens dropped in training (the model's patch_drop)")
+    p.add_argument("--plain-steps", type=int,
+                   help="the plain loop's own steps (its schedule ends there; default: ours), so that each side "
+                        "gets the schedule it needs to reach the targets")
     p.add_argument("--eval-every", type=int, default=100, help="steps between test evaluations (both sides)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any repro.train.TrainConfig field, repeatable, e.g. --set amp=bf16")
@@ -159,6 +164,8 @@ def main(argv=None) -> dict:
     model = with_patch(args.model or base["model"], args.patch)
     if model != base["model"]:  # the pre-training recipe's tanh pre-logits layer has the new model's width D
         base["model_overrides"] = {**base["model_overrides"], **pretrain_model_overrides(model)}
+    if args.patch_drop is not None:  # the plain loop's timm model is built from the shape only: it drops nothing
+        base["model_overrides"] = {**base["model_overrides"], "patch_drop": args.patch_drop}
     shortcuts = dict(model=model, steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup,
                      label_smoothing=args.label_smoothing, schedule=args.schedule)
     cfg = config_from_args(base, shortcuts, args.overrides)
@@ -167,7 +174,8 @@ def main(argv=None) -> dict:
     device = resolve_device(cfg.device)
 
     _, ours, stopped = run_engine(cfg)
-    plain = [] if args.no_plain else plain_run(cfg, device)
+    plain_cfg = cfg if args.plain_steps is None else dataclasses.replace(cfg, steps=args.plain_steps)
+    plain = [] if args.no_plain else plain_run(plain_cfg, device)
 
     print("time to accuracy on", cfg.dataset, "(test top-1 against training seconds, evaluation excluded)")
     print("command:", command_line())
@@ -180,8 +188,8 @@ def main(argv=None) -> dict:
           f"label smoothing {cfg.label_smoothing:g}, crop {cfg.crop}, flip {cfg.flip}")
     if not args.no_plain:
         print(f"plain: timm VisionTransformer of the same shape, {bf16}, no compile, AdamW wd {cfg.weight_decay:g} "
-              "on all params, same schedule, batch, steps and augmentation, no label smoothing (timm defaults: no "
-              "pre-logits, no dropout)")
+              f"on all params, same schedule shape, batch and augmentation, {plain_cfg.steps} steps, no label "
+              "smoothing, no patch dropping (timm defaults: no pre-logits, no dropout)")
     print(f"runs in {out}\n")
 
     plain_at = {pt.step: pt for pt in plain}

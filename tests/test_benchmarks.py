@@ -49,6 +49,16 @@ def test_time_to_accuracy_tiny(tmp_path, capsys, one_thread):
     assert [t["target"] for t in summary["targets"]] == [10, 20]
 
 
+def test_time_to_accuracy_patch_drop_is_ours_only_and_plain_has_its_own_steps(tmp_path, capsys, one_thread):
+    time_to_accuracy.main(["--tiny", "--out", str(tmp_path), "--patch-drop", "0.5", "--plain-steps", "10"])
+    (path,) = tmp_path.glob("*/summary.json")
+    summary, stdout = json.loads(path.read_text()), capsys.readouterr().out
+    assert summary["config"]["model_overrides"]["patch_drop"] == 0.5
+    assert [p["step"] for p in summary["ours"]] == [5, 10, 15, 20]
+    assert [p["step"] for p in summary["plain"]] == [5, 10]
+    assert "10 steps" in stdout and "no patch dropping" in stdout
+
+
 def test_gpu_tiny(tmp_path, capsys, one_thread):
     stdout, summary = run_script(gpu, tmp_path, capsys)
     for text in ("TINY MODE", "PLACEHOLDER", "GFLOPs/image", "MFU", "ratio ours/timm", "| 94 |"):

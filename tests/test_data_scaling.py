@@ -34,6 +34,12 @@ def test_slopes_per_seed_fit_each_seed_apart():
     assert slopes == pytest.approx({0: 10.0, 1: 6.0, 7: -5.0})
 
 
+def test_far_crossings_are_written_as_powers_of_ten():
+    # Slopes of 0.41 and -0.14 points per decade, 10 points apart: the lines meet after ~18 decades.
+    text = exp.overtaking_text([1000, 15000], [30.0, 30.4], [40.0, 39.9], (0.41, 28.8), (-0.14, 40.4), "ViT", "BiT")
+    assert "e+2" in text and "extrapolation" in text and ",000,0" not in text
+
+
 def test_crossing_size_where_two_lines_meet():
     # 10 x log10(n) and 10 + 5 x log10(n) meet at log10(n) = 2.
     assert exp.crossing_size((10.0, 0.0), (5.0, 10.0)) == pytest.approx(100.0)

@@ -252,7 +252,8 @@ def overtaking_text(sizes: Sequence[int], vit: Sequence[float], bit: Sequence[fl
     cross = crossing_size(vit_fit, bit_fit)
     if cross is None or vit_fit[0] <= bit_fit[0]:
         return where + f"; the fitted lines do not converge as data grows ({vit_name}'s slope is not the larger)"
-    images = f"{float(f'{cross:.3g}'):,.0f}"  # 3 significant digits, e.g. 6,810
+    # 3 significant digits: 6,810 images; beyond a billion, powers of ten (2.51e+22), not float noise in digits.
+    images = f"{float(f'{cross:.3g}'):,.0f}" if cross < 1e9 else f"{cross:.2e}"
     if cross > hi:
         return where + f"; the fitted lines would cross at ~{images} images, an extrapolation beyond the range"
     return where + f"; the fitted lines cross at ~{images} images"

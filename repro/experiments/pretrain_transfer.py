@@ -594,6 +594,6 @@ def summary(runs: Runs, found: Sequence[dict]) -> str:
                             runs.first_run(), found, decidable=runs.config.decidable, extra_lines=unavailable)
 
 
-__all__ = ["NAME", "Config", "Transfer", "MAIN_PRESETS", "TRANSFER_PRESETS", "RunRecord", "Runs", "get_config", "run", "run_transfer",
-           "run_paper", "table", "table_note", "claims", "transfer_claim", "claims_markdown", "plot", "plot_transfer",
-           "summary"]
+__all__ = ["NAME", "Config", "Transfer", "MAIN_PRESETS", "TRANSFER_PRESETS", "RunRecord", "Runs", "get_config", "run",
+           "run_transfer", "run_paper", "table", "table_note", "claims", "transfer_claim", "claims_markdown", "plot",
+           "plot_transfer", "summary"]

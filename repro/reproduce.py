@@ -11,6 +11,7 @@ papermill metadata holds repository-relative paths.
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import os
 import re
@@ -28,6 +29,21 @@ def list_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
     if not found:
         raise FileNotFoundError(f"no notebooks found in {notebook_dir}")
     return found
+
+
+def scale_refusal(notebook: Path, scale: str) -> Optional[str]:
+    """Why ``notebook`` does not run at ``scale``, or None when it does: its experiment module (the notebook's
+    ``from repro.experiments import <module> as exp``) is asked for its config at that scale, which raises a
+    ValueError naming the scales it has (e.g. notebook 02 at ``paper``: Table 8 needs JFT-300M)."""
+    match = re.search(r"from repro\.experiments import (\w+) as exp", Path(notebook).read_text())
+    if match is None:
+        return None
+    module = importlib.import_module(f"repro.experiments.{match.group(1)}")
+    try:
+        module.get_config(scale)
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 _KINDS = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple, "dict": dict,
@@ -119,6 +135,9 @@ def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Opt
                   kernel_name: Optional[str] = None, stream_output: bool = True) -> list[Path]:
     """Execute the notebooks (all, or those whose name starts with one of ``notebooks``) at ``scale``.
 
+    A notebook that does not run at ``scale`` (``scale_refusal``) is skipped with its reason when all notebooks
+    were asked for, and is an error, before anything runs, when it was asked for by name.
+
     Returns the executed copies. A failing notebook stops the run with papermill's error, after its
     partial executed copy has been written (so the failing cell can be read there). ``stream_output``
     echoes each notebook's printed output (one line per training logging window, see
@@ -134,6 +153,15 @@ def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Opt
                 if not notebooks or any(nb.stem.startswith(prefix) for prefix in notebooks)]
     if not selected:
         raise ValueError(f"no notebook matches {list(notebooks or [])}; have {[p.stem for p in list_notebooks(notebook_dir)]}")
+    # Found before anything runs: at paper scale notebook 01 runs for hours, and 02 would fail only after it.
+    refused = {nb.stem: why for nb in selected if (why := scale_refusal(nb, scale)) is not None}
+    if refused and notebooks:
+        raise ValueError(f"not at scale {scale!r}: " + "; ".join(f"{name}: {why}" for name, why in refused.items()))
+    for name, why in refused.items():
+        print(f"[reproduce] skipping {name} at scale={scale}: {why}", flush=True)
+    selected = [nb for nb in selected if nb.stem not in refused]
+    if not selected:
+        raise ValueError(f"no notebook runs at scale {scale!r}")
     out_dir = Path(out_dir).resolve()
     executed = []
     # The kernels inherit this process's environment: progress as printed lines, which papermill can stream

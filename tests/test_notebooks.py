@@ -1,11 +1,12 @@
 """Layer 3: every notebook runs through papermill at smoke scale and writes its results files."""
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from repro.reproduce import check_parameters, list_notebooks, run_notebooks
+from repro.reproduce import check_parameters, list_notebooks, run_notebooks, scale_refusal
 from repro.results import REPO_ROOT
 
 NOTEBOOKS = list_notebooks()
@@ -77,3 +78,19 @@ def test_unknown_or_mistyped_notebook_parameters_are_errors():
         check_parameters(nb, {"scael": "cpu"})
     with pytest.raises(TypeError, match="should be str"):
         check_parameters(nb, {"scale": 3})
+
+
+def test_scales_a_notebook_does_not_run_at_are_found_before_anything_runs(tmp_path, capsys, monkeypatch):
+    by_number = {nb.stem[:2]: nb for nb in NOTEBOOKS}
+    assert scale_refusal(by_number["01"], "paper") is None
+    assert "JFT-300M" in scale_refusal(by_number["02"], "paper")
+    assert all(scale_refusal(nb, "cpu") is None for nb in NOTEBOOKS)
+    with pytest.raises(ValueError, match="02_position_embeddings: notebook 02 runs at"):
+        run_notebooks("paper", out_dir=tmp_path, notebooks=["02"])
+    # All notebooks at paper scale: the others are skipped with their reason and only 01 is started.
+    import papermill
+    started = []
+    monkeypatch.setattr(papermill, "execute_notebook", lambda src, *a, **k: started.append(Path(src).stem))
+    run_notebooks("paper", out_dir=tmp_path, extra_parameters={"pretrained_checkpoint": "ckpt.npz"})
+    assert started == ["01_pretrain_and_transfer"]
+    assert capsys.readouterr().out.count("skipping") == len(NOTEBOOKS) - 1

@@ -294,7 +294,8 @@ def run_training_flops(run_dir) -> float:
     total = per_image * cfg["batch_size"] * cfg["steps"]
     atomic_write_text(path, json.dumps({"flops_per_image": per_image, "train_flops": total,
                                         "counted_with": "torch.utils.flop_counter.FlopCounterMode, forward + "
-                                                        "backward, matrix products, convolutions and attention"}, indent=1))
+                                                        "backward, matrix products, convolutions and attention"},
+                                       indent=1))
     return total
 
 

@@ -543,9 +543,9 @@ def table_note(runs: Runs) -> str:
             "the trained classifier on the whole test split; "
             f"{SHOTS}-shot linear top-1: a ridge probe (lambda 2^10) on the frozen pre-logits features, {SHOTS} "
             "training images per class drawn with sampling seeds 0, 1, 2 (their mean). FLOPs: torch.utils."
-            "flop_counter on one forward + backward (matrix products, convolutions and attention; norms, activations and the "
-            "optimiser left out), times batch and steps; wall time: training seconds, evaluation left out. BiTs "
-            "and hybrids keep the paper's 7x7/2 + max-pool stem. The paper's Fig. 5 is JFT-300M pre-training "
+            "flop_counter on one forward + backward (matrix products, convolutions and attention; norms, "
+            "activations and the optimiser left out), times batch and steps; wall time: training seconds, "
+            "evaluation left out. BiTs and hybrids keep the paper's 7x7/2 + max-pool stem. The paper's Fig. 5 is JFT-300M pre-training "
             "(7-14 epochs, 224 px) scored by transfer: only the directions are comparable.")
     caveats = {"CIFAR-10 here is the JPEG copy (quality ~75).": c.scale.dataset == "cifar10",
                "Smoke scale: a few steps on a few hundred images prove the plumbing, not the claims.": not c.decidable}

@@ -36,6 +36,7 @@ Departure from the official loader: a head of the wrong size is an error unless
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -656,8 +657,35 @@ def save_checkpoint(model: nn.Module, path: PathLike, *, extra: Optional[dict] =
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     weights = Path(f"{base}.safetensors")
     atomic_write(weights, lambda tmp: _save_safetensors(tensors, tmp, metadata={"format": "pt"}))
+    # The weights' digest beside them: a run initialised from these weights is named by it (repro.train
+    # identity), so runs that start from them stay findable where the weights are not kept (committed results).
+    meta["weights_sha256"] = weights_digest(weights)
+    text = json.dumps(meta, indent=2)
     atomic_write(Path(f"{base}.json"), lambda tmp: Path(tmp).write_text(text))
     return weights
+
+
+DIGEST_CHARS = 16  # hex characters of a SHA-256 kept as a weights file's identity
+
+
+def weights_digest(path: PathLike) -> str:
+    """The first ``DIGEST_CHARS`` hex characters of the SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:DIGEST_CHARS]
+
+
+def recorded_weights_digest(path: PathLike) -> Optional[str]:
+    """The digest that ``save_checkpoint`` recorded in the JSON beside a weights file (``<base>.json``), even
+    when the weights themselves are gone; None when there is none."""
+    p = Path(path)
+    meta = (p / f"{DEFAULT_STEM}.json") if p.is_dir() else p.with_name(p.name.removesuffix(".safetensors") + ".json")
+    try:
+        return json.loads(meta.read_text()).get("weights_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def load_checkpoint_meta(path: PathLike) -> dict:

@@ -47,6 +47,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
+from .progress import lines_mode
 from .config import ImageSize, to_2tuple
 from .fileio import NoSpaceError, atomic_write, is_no_space
 
@@ -630,7 +631,9 @@ def _decode_all(plan: _SplitPlan, size: Optional[tuple[int, int]], out_path: Opt
     shape: Optional[tuple[int, ...]] = None
     labels = np.empty(n, dtype=np.int64)
     i = 0
-    with contextlib.ExitStack() as stack, tqdm(total=n, desc=desc, unit="img", mininterval=1.0, leave=False) as bar:
+    # No bar where progress is printed as lines (papermill): it would leave an empty strip in the notebook.
+    with contextlib.ExitStack() as stack, tqdm(total=n, desc=desc, unit="img", mininterval=1.0, leave=False,
+                                               disable=lines_mode()) as bar:
         out = stack.enter_context(_open_for_write(out_path)) if out_path is not None else None
         for payloads, ys, where in plan.batches():
             bad = np.flatnonzero((ys < 0) | (ys >= num_classes))
@@ -822,15 +825,17 @@ def _generator(*parts: int) -> torch.Generator:
 _TAG_HELDOUT, _TAG_SUBSET, _TAG_EPOCH, _TAG_AUG = 1, 2, 3, 4
 
 
-def split_heldout(n: int, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def split_heldout(n: int, fraction: float, seed: int = 0, count: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded random split of range(n) -> (train_idx, heldout_idx), both sorted int64.
 
-    round(n * fraction) examples are held out; the same (n, fraction, seed)
-    always gives the same split.
+    round(n * fraction) examples are held out, or ``count`` when given; the same
+    (n, fraction or count, seed) always gives the same split.
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"fraction must be in [0, 1), got {fraction}")
-    n_held = int(round(n * fraction))
+    if count is not None and not 0 < count < n:
+        raise ValueError(f"heldout_size={count}: must lie in [1, {n - 1}] for a training set of {n} images")
+    n_held = int(round(n * fraction)) if count is None else int(count)
     perm = torch.randperm(n, generator=_generator(seed, _TAG_HELDOUT))
     return perm[n_held:].sort().values, perm[:n_held].sort().values
 
@@ -900,14 +905,16 @@ def get_datasets(name: str, *, data_dir: Union[str, os.PathLike, None] = None, i
                  max_test: Optional[int] = None, max_val: Optional[int] = None,
                  cache_dir: Union[str, os.PathLike, None] = None,
                  source: Optional[Source] = None, classes: Optional[Sequence[int]] = None,
-                 train_part: Optional[str] = None, target_size: int = 5000) -> dict[str, ImageArrays]:
+                 train_part: Optional[str] = None, target_size: int = 5000,
+                 heldout_size: Optional[int] = None) -> dict[str, ImageArrays]:
     """The splits of one run: {"train", "val" (only when heldout=True), "test"}.
 
     In this order: ``classes`` keeps those classes of every split, relabelled 0..k-1 in the order given
     (e.g. CIFAR-10 classes 0-4 as a source task, 5-9 as a target task); ``train_part`` keeps the
     ``"source"`` or the ``"target"`` part of the training set (``carve_train_part``: a fixed, class-balanced
     ``target_size`` images and the rest). Then "val" is the held-out ``DATASETS[name].heldout_fraction``
-    of the training set (App. B: 10% Pets/Flowers, 2% CIFAR, 1% ImageNet), used to choose
+    of the training set (App. B: 10% Pets/Flowers, 2% CIFAR, 1% ImageNet), or ``heldout_size`` images when
+    given (at least 1,000 for an lr choice on a small target set, e.g. 20% of 5,000), used to choose
     hyper-parameters; "train" is the rest. Then ``max_train`` / ``max_val`` / ``max_test`` keep a
     seeded, class-balanced subset of each (the cheap scales; for one seed a smaller ``max_train`` is a
     subset of a larger one); they must be positive (None keeps everything). `source` skips ``resolve_source``.
@@ -927,7 +934,7 @@ def get_datasets(name: str, *, data_dir: Union[str, os.PathLike, None] = None, i
         train = carve_train_part(train, train_part, target_size)
     out: dict[str, ImageArrays] = {}
     if heldout:
-        tr_idx, val_idx = split_heldout(len(train), info.heldout_fraction, seed)
+        tr_idx, val_idx = split_heldout(len(train), info.heldout_fraction, seed, heldout_size)
         val = train.subset(val_idx, "val")
         train = train.subset(tr_idx, "train")
         if max_val is not None and max_val < len(val):

@@ -41,7 +41,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -76,6 +76,7 @@ class TrainConfig:
     data_image_size: Optional[int] = None  # decode resolution; None keeps the dataset's native size
     image_size: int = 32              # the model's input resolution (batches are resized on the device)
     heldout: bool = True              # train on 90% (98% ImageNet), evaluate on the held-out rest
+    heldout_size: Optional[int] = None  # held-out images instead of the data set's fraction (lr choice on >= 1000)
     eval_on_test: bool = True         # also report the test split at the end
     max_train: Optional[int] = None
     max_test: Optional[int] = None
@@ -125,6 +126,7 @@ class TrainConfig:
 
     # Counts that must be >= 1 (0 would divide by zero or train on nothing), and their meaning for the message.
     _POSITIVE = {"log_every": "steps between log lines", "checkpoint_every": "steps between checkpoints",
+                 "heldout_size": "held-out images (None: the data set's held-out fraction)",
                  "image_size": "pixels", "data_image_size": "pixels (None keeps the native size)",
                  "max_train": "training images (None: all of them)", "max_test": "test images (None: all of them)"}
 
@@ -178,7 +180,8 @@ class TrainConfig:
     # Fields that change where a run is written, how often it logs or how fast it runs, not what it computes.
     NOT_IDENTITY = ("out_dir", "run_name", "log_every", "checkpoint_every", "compile", "device")
 
-    LATER_FIELDS = {"data_format": "decoded", "classes": None, "train_part": None, "target_size": 5000}
+    LATER_FIELDS = {"data_format": "decoded", "classes": None, "train_part": None, "target_size": 5000,
+                    "heldout_size": None}
 
     def identity_fields(self) -> dict:
         """The fields that define what the run computes, as JSON-ready values.
@@ -210,18 +213,27 @@ class TrainConfig:
 
 @functools.lru_cache(maxsize=64)
 def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    """``weights_digest`` cached per (path, size, mtime): the same file is hashed once per process."""
+    from .checkpoints import weights_digest
+
+    return weights_digest(path)
 
 
 def checkpoint_digest(path: str) -> str:
-    """A short SHA-256 of a checkpoint's weights file (cached per path, size and mtime): its identity."""
-    from .checkpoints import resolve_checkpoint_path
+    """A short SHA-256 of a checkpoint's weights file (cached per path, size and mtime): its identity.
 
-    weights = resolve_checkpoint_path(path)
+    A run's weights are not committed, but their digest is, in the ``model.json`` beside them: when the
+    weights file is gone, that recorded digest names the runs that started from it (a fine-tuning of a
+    committed pre-training keeps its name in any clone)."""
+    from .checkpoints import recorded_weights_digest, resolve_checkpoint_path
+
+    try:
+        weights = resolve_checkpoint_path(path)
+    except FileNotFoundError:
+        recorded = recorded_weights_digest(path)
+        if recorded is None:
+            raise
+        return recorded
     st = weights.stat()
     return _file_digest(str(weights.resolve()), st.st_size, st.st_mtime_ns)
 
@@ -569,6 +581,22 @@ class ResumeError(ValueError):
     """A run directory's ``checkpoint.pt`` cannot be resumed from."""
 
 
+# Set (to "1") by ``repro reproduce --redraw``: tables, claims and figures are rebuilt from the files that
+# finished runs left (config, metrics, final.json, probes) without training anything; their weights need
+# not be there (they are not committed).
+REDRAW_ENV = "REPRO_REDRAW"
+
+
+def redraw_only() -> bool:
+    """True in redraw mode (``REPRO_REDRAW=1``): ``train`` returns finished runs without their weights and
+    trains nothing."""
+    return os.environ.get(REDRAW_ENV) == "1"
+
+
+class RunNotFinished(LookupError):
+    """Redraw mode asked for a run that has not finished here: only a run that trains can provide it."""
+
+
 def preflight(cfg: TrainConfig, run_dir: Path) -> Optional["data_lib.Source"]:
     """Check everything ``cfg`` needs before any data is decoded, weights read or file written.
 
@@ -602,26 +630,41 @@ def preflight(cfg: TrainConfig, run_dir: Path) -> Optional["data_lib.Source"]:
     return data_lib.resolve_source(cfg.dataset, cfg.data_dir)
 
 
-def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] = None, progress: bool = True) -> Path:
+def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] = None, progress: bool = True,
+          at_steps: Sequence[int] = (), on_step: Optional[Callable[[int, nn.Module], None]] = None,
+          label: Optional[str] = None) -> Path:
     """Run (or resume, or return) the job ``cfg``; returns its run directory.
 
     ``callback(step, record)`` is called after every logged step; raising
     ``KeyboardInterrupt`` from it behaves like Ctrl-C (a checkpoint is saved).
+    ``on_step(step, model)`` is called after each step of ``at_steps`` (before the
+    last), with the model in eval mode, e.g. to probe it along training; its time is
+    left out of the run's seconds and images/s. ``label`` names the progress bar
+    (model, stage, seed) instead of the run directory's hash.
     Everything the run needs is checked first (``preflight``); the run directory
     is made only once the data is decoded and the model built, and is locked
     while the run writes there (a second process on it gets ``RunDirBusy``).
+    In redraw mode (``redraw_only``) a finished run is returned without its weights
+    and a run that has not finished is a ``RunNotFinished`` error.
     """
     with contextlib.ExitStack() as held:  # the run directory's lock, released however the run ends
-        return _train(cfg, held, callback=callback, progress=progress)
+        return _train(cfg, held, callback=callback, progress=progress, at_steps=at_steps, on_step=on_step,
+                      label=label)
 
 
 def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[Callable[[int, dict], None]],
-           progress: bool) -> Path:
+           progress: bool, at_steps: Sequence[int], on_step: Optional[Callable[[int, nn.Module], None]],
+           label: Optional[str]) -> Path:
     check_device(cfg.device)
-    dist, device = setup_distributed(cfg.device)
     run_dir = cfg.run_dir
     final_path = run_dir / "final.json"
     check_run_dir_matches(run_dir, cfg)
+    if redraw_only():
+        if final_path.exists():
+            return run_dir
+        raise RunNotFinished(f"redraw: no finished run {run_dir.name} ({cfg.model}, seed {cfg.seed}, lr {cfg.lr:g}) "
+                             "in the results; run without --redraw to train it")
+    dist, device = setup_distributed(cfg.device)
     if final_path.exists():
         if (run_dir / "model.safetensors").exists():
             return run_dir  # finished before: runs are addressed by their config
@@ -641,6 +684,7 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
             cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.data_image_size, seed=cfg.seed,
             heldout=cfg.heldout, max_train=cfg.max_train, max_test=cfg.max_test, source=source,
             classes=cfg.classes, train_part=cfg.train_part, target_size=cfg.target_size,
+            heldout_size=cfg.heldout_size,
         )
         train_data = splits["train"]
         resize_to = resize_target(cfg.image_size, train_data)
@@ -736,7 +780,8 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
         window_images, window_steps = resumed_window["images"], resumed_window["steps"]
         window_start -= resumed_window["seconds"]
     # Off a terminal (a notebook, a log file) refresh rarely, so executed notebooks stay small.
-    bar = tqdm(total=cfg.steps, initial=start_step, desc=run_dir.name, disable=not (progress and dist.is_main),
+    hook_steps = {s for s in at_steps if start_step < s < cfg.steps} if on_step is not None else set()
+    bar = tqdm(total=cfg.steps, initial=start_step, desc=label or run_dir.name, disable=not (progress and dist.is_main),
                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
     try:
         with StopRequest() as stop:
@@ -784,6 +829,14 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
                 if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and dist.is_main:
                     for name, loader in eval_loaders.items():
                         log.write(event="eval", split=name, step=step, **evaluate(model, loader, cfg, device))
+                if step in hook_steps and dist.is_main:
+                    paused = time.perf_counter()
+                    model.eval()
+                    on_step(step, model)
+                    model.train()
+                    paused = time.perf_counter() - paused  # left out of the run's seconds and images/s
+                    t_run += paused
+                    window_start += paused
                 if step % cfg.checkpoint_every == 0 and step < cfg.steps:
                     save_checkpoint(step)
     except KeyboardInterrupt:
@@ -837,24 +890,47 @@ def read_final(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "final.json").read_text())
 
 
-def finetune_sweep(cfg: TrainConfig, lrs=None, *, refit: bool = True, **train_kwargs) -> dict:
+def finetune_sweep(cfg: TrainConfig, lrs=None, *, refit: bool = True, extend: bool = True, **train_kwargs) -> dict:
     """Fine-tune once per learning rate on the training split minus the held-out part; pick the lr with the
     best held-out accuracy (never the test set), as in App. B.1.1. Returns the chosen run and all of them.
 
-    ``lrs`` defaults to Table 4's grid for ``cfg.dataset``. With ``refit`` (the default, as the paper) the
-    chosen lr then trains once more on the whole training split (the held-out part included) and that run
-    is ``best_run``, the one to report; ``refit=False`` returns the sweep's run as ``best_run``. Either way
-    ``runs`` maps each lr to the run it was judged by.
+    ``lrs`` defaults to Table 4's grid for ``cfg.dataset``. With ``extend`` (the default), a choice at an edge
+    of the grid is checked one grid step further out (the ratio of the two grid values at that edge) and the
+    choice made again, so that the grid cannot cut off the best rate. With ``refit`` (the default, as the
+    paper) the chosen lr then trains once more on the whole training split (the held-out part included) and
+    that run is ``best_run``, the one to report; ``refit=False`` returns the sweep's run as ``best_run``.
+
+    Returns ``best_lr``, ``best_run``, ``val_accuracy`` and ``runs`` (each lr of the final grid -> the run it
+    was judged by), ``grid`` (sorted), ``extended_to`` (the lr added past an edge, or None),
+    ``extension_missing`` (in redraw mode, an extension that was never trained, or None), ``at_edge``
+    (the choice still lies at an edge of the final grid) and ``heldout_images``.
     """
     if lrs is None:
         from .recipes import finetune_recipe
         lrs = finetune_recipe(cfg.dataset).lr_grid
     if not cfg.heldout:
         raise ValueError("the learning rate is chosen on the held-out split: set heldout=True")
+    lrs = sorted(float(lr) for lr in lrs)
     runs = {lr: train(dataclasses.replace(cfg, lr=lr), **train_kwargs) for lr in lrs}
     scores = {lr: read_final(d)["val"]["accuracy"] for lr, d in runs.items()}
     best = max(scores, key=scores.get)
-    result = {"best_lr": best, "best_run": runs[best], "val_accuracy": scores, "runs": runs}
+    extended_to = missing = None
+    if extend and len(lrs) >= 2 and best in (lrs[0], lrs[-1]):
+        ratio = lrs[1] / lrs[0] if best == lrs[0] else lrs[-1] / lrs[-2]
+        further = float(f"{(best / ratio if best == lrs[0] else best * ratio):.3g}")
+        try:
+            runs[further] = train(dataclasses.replace(cfg, lr=further), **train_kwargs)
+        except RunNotFinished:  # redraw mode: the extension was not run; the claims say so
+            missing = further
+        else:
+            extended_to = further
+            scores[further] = read_final(runs[further])["val"]["accuracy"]
+            best = max(scores, key=scores.get)
+    grid = sorted(runs)
+    result = {"best_lr": best, "best_run": runs[best], "val_accuracy": {lr: scores[lr] for lr in grid},
+              "runs": {lr: runs[lr] for lr in grid}, "grid": grid, "extended_to": extended_to,
+              "extension_missing": missing, "at_edge": best in (grid[0], grid[-1]) and len(grid) > 1,
+              "heldout_images": read_final(runs[best])["val"].get("count")}
     if refit:  # the chosen lr again, on the whole training split; its test number is the one to report
         result["best_run"] = train(dataclasses.replace(cfg, lr=best, heldout=False), **train_kwargs)
     return result

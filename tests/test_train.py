@@ -173,7 +173,7 @@ def test_finetune_at_higher_resolution_picks_lr_on_heldout(tmp_path):
                           max_train=256, max_test=128, batch_size=32, steps=4, log_every=2, image_size=48,
                           init_from=str(pre / "model.safetensors"))
     sweep = finetune_sweep(cfg, lrs=(0.01, 0.03), refit=False, progress=False)
-    assert set(sweep["val_accuracy"]) == {0.01, 0.03}
+    assert {0.01, 0.03} < set(sweep["val_accuracy"])  # and one lr past the edge chosen first
     assert sweep["val_accuracy"][sweep["best_lr"]] == max(sweep["val_accuracy"].values())
     best_cfg = json.loads((sweep["best_run"] / "config.json").read_text())
     assert best_cfg["lr"] == sweep["best_lr"] and best_cfg["heldout"] and best_cfg["optimizer"] == "sgd"
@@ -299,3 +299,67 @@ def test_fields_added_later_keep_earlier_run_names():
     cfg = TrainConfig()
     assert not {"classes", "train_part", "target_size", "data_format"} & set(cfg.identity_fields())
     assert TrainConfig(classes=(0, 1)).identity() != cfg.identity() != TrainConfig(train_part="source").identity()
+
+
+# --- hooks, redraw mode, recorded digests and held-out lr choices ------------------------------------------------
+
+def test_on_step_hook_sees_the_model_mid_run_and_changes_nothing(tmp_path):
+    """Probing along training is an engine hook: the model of this very run, in eval mode, at the asked steps;
+    the run's metrics are those of a run without the hook (no interruption, no resume)."""
+    reference = train(tiny(tmp_path, run_name="plain"), progress=False)
+    seen = []
+
+    def probe(step, model):
+        seen.append((step, model.training))
+        model(torch.zeros(2, 3, 32, 32))  # a forward pass, as a probe makes
+
+    hooked = train(tiny(tmp_path, run_name="hooked"), progress=False, at_steps=(3, 6, 12, 99), on_step=probe)
+    assert seen == [(3, False), (6, False)]  # not at the last step (the final probe reads the saved model)
+    assert train_losses(hooked) == pytest.approx(train_losses(reference), abs=1e-6)
+    assert read_final(hooked)["test"] == pytest.approx(read_final(reference)["test"], abs=1e-6)
+    assert not any(r.get("event") == "resume" for r in read_jsonl(hooked / "metrics.jsonl"))
+
+
+def test_redraw_mode_returns_finished_runs_without_weights_and_trains_nothing(tmp_path, monkeypatch):
+    from repro.train import REDRAW_ENV, RunNotFinished
+
+    cfg = tiny(tmp_path)
+    run_dir = train(cfg, progress=False)
+    (run_dir / "model.safetensors").unlink()  # weights are not committed
+    monkeypatch.setenv(REDRAW_ENV, "1")
+    assert train(cfg, progress=False) == run_dir and (run_dir / "final.json").exists()
+    with pytest.raises(RunNotFinished, match="redraw"):
+        train(tiny(tmp_path, lr=0.5), progress=False)
+    assert not tiny(tmp_path, lr=0.5).run_dir.exists()
+
+
+def test_a_finetuning_keeps_its_name_when_the_weights_it_started_from_are_gone(tmp_path):
+    """The weights' digest is recorded in model.json: a fine-tuning run of a committed pre-training (whose
+    weights are not committed) has the same name in any clone."""
+    parent = train(tiny(tmp_path), progress=False)
+    meta = json.loads((parent / "model.json").read_text())
+    child = finetune_config(**{**tiny(tmp_path).to_dict(), "init_from": str(parent / "model.safetensors"),
+                               "optimizer": "sgd", "schedule": "cosine"})
+    name = child.run_dir.name
+    assert child.identity_fields()["init_from"] == f"sha256:{meta['weights_sha256']}"
+    (parent / "model.safetensors").unlink()
+    assert child.run_dir.name == name
+
+
+def test_sweep_extends_the_grid_past_an_edge_and_records_the_held_out_size(tmp_path):
+    cfg = finetune_config(**{**tiny(tmp_path).to_dict(), "steps": 6, "log_every": 3, "heldout_size": 40})
+    sweep = finetune_sweep(cfg, lrs=(0.03, 0.01), refit=False, progress=False)
+    assert sweep["heldout_images"] == 40 and read_final(sweep["best_run"])["val"]["count"] == 40
+    first = 0.01 if sweep["val_accuracy"][0.01] >= sweep["val_accuracy"][0.03] else 0.03
+    # Two lrs: either choice lies at an edge, so one more lr one grid step (3x) past it was trained.
+    assert sweep["extended_to"] == pytest.approx(first / 3 if first == 0.01 else first * 3, rel=1e-2)
+    assert len(sweep["grid"]) == 3 and sweep["grid"] == sorted(sweep["grid"])
+    no_extension = finetune_sweep(cfg, lrs=(0.03, 0.01), refit=False, extend=False, progress=False)
+    assert no_extension["extended_to"] is None and len(no_extension["grid"]) == 2
+
+
+def test_heldout_size_is_a_later_field_that_keeps_committed_run_names():
+    assert "heldout_size" not in TrainConfig().identity_fields()
+    assert TrainConfig(heldout_size=1000).identity() != TrainConfig().identity()
+    with pytest.raises(ValueError, match="heldout_size"):
+        TrainConfig(heldout_size=0)

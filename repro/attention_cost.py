@@ -1,4 +1,4 @@
-"""The cost of self-attention as the number of tokens grows (claim 7 of ../shared/PAPER.md).
+"""The cost of self-attention as the number of tokens grows (Sec. 2 of the paper: attention is quadratic in the tokens).
 
 The paper cuts the image into patches because "naive application of self-attention to images would require
 that each pixel attends to every other pixel. With quadratic cost in the number of pixels, this does not
@@ -244,6 +244,7 @@ class PowerFit:
     points: int
     x_range: tuple[float, float]
     r2: float
+    exponent_se: float = math.nan   # the slope's standard error (points - 2 degrees of freedom; NaN below 3 points)
 
     def predict(self, x) -> np.ndarray:
         return self.coefficient * np.asarray(x, dtype=float) ** self.exponent
@@ -266,8 +267,10 @@ def fit_power_law(x: Sequence[float], y: Sequence[float], min_x: Optional[float]
     residual = ly - (slope * lx + intercept)
     total = ((ly - ly.mean()) ** 2).sum()
     r2 = 1.0 - (residual ** 2).sum() / total if total > 0 else 1.0
-    return PowerFit(float(slope), float(math.exp(intercept)), int(keep.sum()),
-                    (float(x[keep].min()), float(x[keep].max())), float(r2))
+    n = int(keep.sum())
+    se = math.sqrt((residual ** 2).sum() / (n - 2) / ((lx - lx.mean()) ** 2).sum()) if n > 2 else math.nan
+    return PowerFit(float(slope), float(math.exp(intercept)), n, (float(x[keep].min()), float(x[keep].max())),
+                    float(r2), float(se))
 
 
 def fit_exponents(table: pd.DataFrame, min_tokens: Optional[float] = None) -> dict[str, PowerFit]:

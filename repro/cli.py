@@ -160,7 +160,14 @@ def _reproduce_command(args) -> int:
             extra[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             extra[key] = text  # a bare word is a string: -p pretrained_checkpoint=/path/to.npz
-    run_notebooks(args.scale, out_dir=args.out, notebooks=args.notebooks, extra_parameters=extra)
+    run_notebooks(args.scale, out_dir=args.out, notebooks=args.notebooks, extra_parameters=extra, redraw=args.redraw)
+    return 0
+
+
+def _summary_command(args) -> int:
+    from .summary import write_summary
+
+    print(f"wrote {write_summary(args.results)}")
     return 0
 
 
@@ -198,7 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="key=value",
                    help="a notebook parameter, e.g. -p pretrained_checkpoint=ViT-B_16.npz or, as in papermill, "
                         "-p seeds '[0, 1]' (repeatable); checked against the notebook's declared parameters")
+    p.add_argument("--redraw", action="store_true",
+                   help="train nothing: rebuild tables, claims, figures and SUMMARY.md from the finished runs' files "
+                        "in the results (their weights need not be there); a run that is missing is an error")
     p.set_defaults(func=_reproduce_command)
+    p = sub.add_parser("summary", help="rebuild results/SUMMARY.md from every notebook's claims.json and findings.json",
+                       description="Rebuild results/SUMMARY.md: every claim of every notebook, from the results' files.")
+    p.add_argument("--results", default="results", help="the results folder (default: results)")
+    p.set_defaults(func=_summary_command)
     return parser
 
 

@@ -132,21 +132,27 @@ def portable_executed_notebook(path: Path) -> None:
 
 def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Optional[Iterable[str]] = None,
                   extra_parameters: Optional[dict] = None, notebook_dir: Path = NOTEBOOK_DIR,
-                  kernel_name: Optional[str] = None, stream_output: bool = True) -> list[Path]:
+                  kernel_name: Optional[str] = None, stream_output: bool = True, redraw: bool = False) -> list[Path]:
     """Execute the notebooks (all, or those whose name starts with one of ``notebooks``) at ``scale``.
 
     A notebook that does not run at ``scale`` (``scale_refusal``) is skipped with its reason when all notebooks
     were asked for, and is an error, before anything runs, when it was asked for by name.
 
+    With ``redraw`` nothing is trained: the notebooks rebuild their tables, claims and figures from the finished
+    runs' files (``repro.train.redraw_only``). After the notebooks, ``<out_dir>/SUMMARY.md`` is rebuilt from every
+    notebook's claims (``repro.summary.write_summary``).
+
     Returns the executed copies. A failing notebook stops the run with papermill's error, after its
     partial executed copy has been written (so the failing cell can be read there). ``stream_output``
-    echoes each notebook's printed output (one line per training logging window, see
-    ``repro.experiments.progress_kwargs``) to this process's stdout/stderr as it comes.
+    echoes each notebook's printed output (a dozen progress lines, see ``repro.progress``) to this process's
+    stdout/stderr as it comes.
     """
     import papermill as pm
 
+    from .progress import PROGRESS_ENV
     from .scales import get_scale
-    from .experiments import PROGRESS_ENV
+    from .summary import write_summary
+    from .train import REDRAW_ENV
 
     get_scale(scale)  # fail early on a bad scale name
     selected = [nb for nb in list_notebooks(notebook_dir)
@@ -166,8 +172,10 @@ def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Opt
     executed = []
     # The kernels inherit this process's environment: progress as printed lines, which papermill can stream
     # (tqdm's widgets would go to a front end that is not there and bloat the executed copy).
-    previous = os.environ.get(PROGRESS_ENV)
+    previous = {name: os.environ.get(name) for name in (PROGRESS_ENV, REDRAW_ENV)}
     os.environ[PROGRESS_ENV] = "lines"
+    if redraw:
+        os.environ[REDRAW_ENV] = "1"
     try:
         for nb in selected:
             # Relative to the kernel's working directory (the notebook's folder): "../results" by default.
@@ -190,8 +198,10 @@ def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Opt
             print(f"[reproduce] {nb.name} done in {time.perf_counter() - start:.0f} s", flush=True)
             executed.append(target)
     finally:
-        if previous is None:
-            os.environ.pop(PROGRESS_ENV, None)
-        else:
-            os.environ[PROGRESS_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    print(f"[reproduce] {write_summary(out_dir)}", flush=True)
     return executed

@@ -2,20 +2,18 @@
 
 Tables and figures are built only from the files that runs wrote
 (``config.json``, ``metrics.jsonl``, ``final.json``, ``env.json``), never from
-notebook state, so they can be rebuilt at any time from ``results/``. A claim's
-verdict (``holds``) is computed from our numbers and their spread over seeds,
-never typed by hand. Paths written into results are relative to the repository
+notebook state, so they can be rebuilt at any time from ``results/``. Verdicts
+and ``claims.json`` belong to ``repro.claims``. Paths written into results are relative to the repository
 (``repo_relative``), so results read the same in any clone.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import pandas as pd
 
@@ -258,6 +256,82 @@ def plot_curves(panels: dict[str, dict[str, Sequence[str | Path]]], out_path: st
     return save_figure(fig, out_path)
 
 
+def plot_claims(found: Sequence[dict], out_path: str | Path, *, title: str,
+                arms_of: Optional[Callable[[dict], Optional[Sequence[str]]]] = None) -> Optional[Path]:
+    """``claims.png``: one panel per claim, every seed of every arm as a dot (a seed's dots joined across arms,
+    since the arms are compared seed by seed), the arm's mean with its 90% t interval, the verdict in the title and
+    the paper's statement under the axis. ``arms_of(entry)`` picks the arms to draw (None: skip the claim); by
+    default every arm of a claim with at most six. Returns None when no claim has numbers to draw."""
+    import textwrap
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .claims import CONFIDENCE, VERDICT_WORDS, mean_interval
+
+    def default_arms(entry: dict) -> Optional[list]:
+        arms = list(entry.get("per_seed") or {})
+        return arms if 0 < len(arms) <= 6 else None
+
+    panels = [(entry, list(arms)) for entry in found if (arms := (arms_of or default_arms)(entry))]
+    if not panels:
+        return None
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 4.6 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    colours = {True: "tab:green", False: "tab:red", None: "tab:grey"}
+    for ax, (entry, arms) in zip(axes.flat, panels):
+        per_seed = {arm: {int(k): v for k, v in entry["per_seed"][arm].items()} for arm in arms}
+        seeds = sorted({s for values in per_seed.values() for s in values})
+        for seed in seeds:  # one line per seed across the arms it has
+            xs = [i for i, arm in enumerate(arms) if seed in per_seed[arm]]
+            ax.plot(xs, [per_seed[arms[i]][seed] for i in xs], "o-", color="tab:blue", alpha=0.35, lw=0.8, ms=4)
+        for i, arm in enumerate(arms):
+            interval = mean_interval(per_seed[arm])
+            error = ([[interval.mean - interval.low], [interval.high - interval.mean]] if interval.decidable else None)
+            ax.errorbar([i + 0.12], [interval.mean], yerr=error, fmt="D", color="black", capsize=4, ms=5)
+        ax.set_xticks(range(len(arms)), [textwrap.fill(a, 18) for a in arms], fontsize=7)
+        ax.set_xlim(-0.5, len(arms) - 0.5)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(alpha=0.3, axis="y")
+        verdict = VERDICT_WORDS[entry["holds"]]
+        ax.set_title(textwrap.fill(entry["claim"], 52) + f"\nours: {verdict}", fontsize=8,
+                     color=colours[entry["holds"]])
+        ax.set_ylabel(textwrap.fill(entry["metric"].split(",")[0].split(" (")[0] + " (%)"
+                                    if "(%)" in entry["metric"] else entry["metric"].split(",")[0], 40), fontsize=7)
+        ax.annotate(textwrap.fill("paper: " + entry["paper"], 70), (0.0, -0.28), xycoords="axes fraction",
+                    fontsize=6, va="top", color="dimgrey")
+    fig.suptitle(f"{title}\nblue: each seed (joined across arms); black: mean and {CONFIDENCE:.0%} interval",
+                 fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out_path, dpi=100)
+
+
+def place_labels(ax, labels: Sequence[tuple], fontsize: float = 6) -> None:
+    """Label points ``(x, y, text, colour)`` in data coordinates so that no two labels overlap: each label takes
+    the first of a few offsets around its point whose box (estimated from the text's length) is still free."""
+    fig = ax.figure
+    fig.canvas.draw()  # fixes the axes' transforms for the data -> pixel conversion
+    scale = fig.dpi / 72.0
+    height = 1.3 * fontsize * scale                       # px
+    offsets = [(4, 3), (4, -10), (-4, 3), (-4, -10), (4, 12), (4, -19), (-4, 12), (-4, -19), (4, 21), (4, -28)]
+    taken: list[tuple[float, float, float, float]] = []
+    for x, y, text, colour in sorted(labels, key=lambda item: -item[1]):
+        px, py = ax.transData.transform((x, y))
+        width = 0.6 * fontsize * scale * len(text)
+        for dx, dy in offsets:
+            left = px + dx * scale if dx > 0 else px + dx * scale - width
+            box = (left, py + dy * scale, left + width, py + dy * scale + height)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken):
+                break
+        taken.append(box)
+        ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize, color=colour,
+                    ha="left" if dx > 0 else "right", va="bottom")
+
+
 def save_figure(fig, out_path: str | Path, dpi: int = 100) -> Path:
     """Write a matplotlib figure to ``out_path`` (PNG, folders made) and close it: figures are files, never
     notebook state. Returns the path."""
@@ -268,97 +342,6 @@ def save_figure(fig, out_path: str | Path, dpi: int = 100) -> Path:
     fig.savefig(out_path, dpi=dpi)
     plt.close(fig)
     return out_path
-
-
-# --- claims.json: one entry per claim, the verdict computed from the numbers ---------------------------
-
-def seed_stats(values: Iterable[float]) -> list:
-    """``[mean, std, seeds]`` of per-seed numbers; std (sample, ddof 1) is None with one seed."""
-    values = [float(v) for v in values]
-    if not values:
-        raise ValueError("no numbers to summarise")
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
-    return [mean, std, len(values)]
-
-
-def verdict_below(ours: dict[str, list], lower: str, higher: str, *, unit: str = "points",
-                  decidable: bool = True, why_undecidable: str = "") -> tuple[Optional[bool], str]:
-    """Does ``ours[lower]`` lie below ``ours[higher]``? Returns ``(holds, why)``.
-
-    ``ours`` holds ``[mean, std, seeds]`` per name (``seed_stats``). The gap counts when it exceeds the seed
-    spread, sqrt(std_lower^2 + std_higher^2) (the spread of the difference of two single runs): beyond it in
-    the claimed direction -> True, beyond it the other way -> False, within it -> None. With one seed on either
-    side the spread is unknown: the sign decides, and ``why`` says so. ``decidable=False`` (a scale too small
-    to test the claim) gives None with ``why_undecidable`` and the numbers.
-    """
-    (m_lo, s_lo, n_lo), (m_hi, s_hi, n_hi) = ours[lower], ours[higher]
-    gap = m_hi - m_lo
-    numbers = f"{lower} {m_lo:.2f} vs {higher} {m_hi:.2f}"
-    if not decidable:
-        return None, f"{why_undecidable} ({numbers})"
-    if s_lo is None or s_hi is None:
-        holds = None if gap == 0 else gap > 0
-        where = "below" if gap > 0 else "not below"
-        return holds, (f"{lower} is {abs(gap):.2f} {unit} {where} {higher} ({numbers}); "
-                       f"one seed, so the seed spread is unknown")
-    spread = math.hypot(s_lo, s_hi)
-    ratio = abs(gap) / spread if spread > 0 else math.inf
-    if gap > spread:
-        return True, f"{lower} is {gap:.2f} {unit} below {higher}, {ratio:.1f}x the seed spread ({spread:.2f})"
-    if -gap > spread:
-        return False, f"{lower} is {-gap:.2f} {unit} above {higher}, {ratio:.1f}x the seed spread ({spread:.2f})"
-    return None, (f"the gap ({gap:+.2f} {unit}, {numbers}) is within the seed spread ({spread:.2f}): "
-                  f"undecided at {min(n_lo, n_hi)} seeds")
-
-
-CLAIM_KEYS = ("claim", "paper", "metric", "ours", "holds", "why")
-
-
-def claim_entry(claim: str, paper: str, metric: str, ours: dict[str, Iterable[float]],
-                verdict: tuple[Optional[bool], str]) -> dict:
-    """One ``claims.json`` entry: the claim, the paper's statement and number, the metric, ours as
-    ``{name: [mean, std, seeds]}`` from per-seed values, and the computed verdict ``(holds, why)``."""
-    holds, why = verdict
-    if holds not in (True, False, None):
-        raise ValueError(f"holds must be True, False or None, got {holds!r}")
-    return {"claim": claim, "paper": paper, "metric": metric,
-            "ours": {name: seed_stats(values) for name, values in ours.items()}, "holds": holds, "why": why}
-
-
-def write_claims(claims: Sequence[dict], out_dir: str | Path) -> Path:
-    """Write ``<out_dir>/claims.json`` (a list, one entry per claim; see DESIGN.md). Malformed entries are errors."""
-    for entry in claims:
-        missing = [k for k in CLAIM_KEYS if k not in entry]
-        if missing:
-            raise ValueError(f"claim {entry.get('claim')!r} lacks {missing}")
-        if entry["holds"] not in (True, False, None):
-            raise ValueError(f"claim {entry['claim']!r}: holds must be true, false or null")
-        for name, stats in entry["ours"].items():
-            if not (isinstance(stats, (list, tuple)) and len(stats) == 3):
-                raise ValueError(f"claim {entry['claim']!r}: ours[{name!r}] must be [mean, std, seeds]")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "claims.json"
-    path.write_text(json.dumps(list(claims), indent=2) + "\n")
-    return path
-
-
-def read_claims(out_dir: str | Path) -> list[dict]:
-    """The entries of ``<out_dir>/claims.json``."""
-    return json.loads((Path(out_dir) / "claims.json").read_text())
-
-
-def claims_markdown(claims: Sequence[dict]) -> str:
-    """The claims as a Markdown table: claim, the paper, ours (mean ± std, seeds), verdict and why."""
-    def ours(stats: dict) -> str:
-        return "; ".join(f"{name} {m:.2f}" + (f" ± {s:.2f}" if s is not None else "") + f" ({n} seed{'s' * (n > 1)})"
-                         for name, (m, s, n) in stats.items())
-    verdicts = {True: "holds", False: "does not hold", None: "undecided"}
-    df = pd.DataFrame([{"claim": c["claim"], "paper": c["paper"], "metric": c["metric"], "ours": ours(c["ours"]),
-                        "verdict": verdicts[c["holds"]], "why": c["why"]} for c in claims],
-                      columns=["claim", "paper", "metric", "ours", "verdict", "why"])
-    return to_markdown(df)
 
 
 # --- cost: parameters and training FLOPs -----------------------------------------------------------------

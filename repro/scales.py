@@ -1,4 +1,4 @@
-"""Scales: one parameter, ``scale``, sizes every experiment (smoke / cpu / gpu / paper; see DESIGN.md).
+"""Scales: one parameter, ``scale``, sizes every experiment (smoke / cpu / gpu / paper).
 
 A ``Scale`` holds the models, data and training lengths that notebooks read for
 one scale; its defaults are the paper's recipe wherever a scale need not differ.
@@ -136,7 +136,7 @@ SCALES: dict[str, Scale] = {
         # ViT-XXS/4 (~1100 images/s) is the faster choice for the time-to-accuracy benchmark and notebooks
         # 02/03. The BiT keeps its 7x7/2 + max-pool stem (8x8 map after the stem, 1x1 after stage 4): the CIFAR
         # stem would cost ~10x more.
-        name="cpu", description="minutes per run on 2 CPU cores: ViT-XS/4 vs BiT R14x1 on CIFAR-10 at 32 px",
+        name="cpu", description="minutes per run on 2 CPU cores, CIFAR-10 at 32 px",
         vit="ViT-XS/4", bit="R14x1", hybrid="R26+ViT-XXS/4", batch_size=128, pretrain_steps=1500,
         warmup_steps=150, finetune_steps=200, finetune_warmup_steps=10, finetune_image_size=48,
         finetune_lrs=(0.01, 0.03), log_every=50, eval_every=500, max_test=None,
@@ -144,7 +144,7 @@ SCALES: dict[str, Scale] = {
     "gpu": Scale(
         # Not yet calibrated on a GPU in this project: sizes follow the airbench-style budget of
         # "minutes per run" on one modern GPU with GPU-resident data.
-        name="gpu", description="one modern GPU: ViT-Ti/4 vs BiT R26x1 on full CIFAR-10, minutes per run",
+        name="gpu", description="one GPU, CIFAR-10 at 32 px, minutes per run",
         vit="ViT-Ti/4", bit="R26x1", bit_overrides={"stem": "cifar"},
         hybrid="R26+ViT-Ti/4", batch_size=512, pretrain_steps=6000, warmup_steps=500, finetune_steps=1000,
         finetune_batch_size=512, finetune_warmup_steps=50, finetune_image_size=64,

@@ -4,9 +4,8 @@ import json
 import pandas as pd
 import pytest
 
-from repro.results import (PAPER, REPO_ROOT, claim_entry, load_run, portable_text, read_claims, read_jsonl,
-                           repo_relative, summarize_seeds, to_markdown, training_flops, verdict_below, write_claims,
-                           write_table)
+from repro.results import (PAPER, REPO_ROOT, load_run, portable_text, read_jsonl, repo_relative, summarize_seeds,
+                           to_markdown, training_flops, write_table)
 
 
 def test_summarize_seeds_gives_mean_spread_and_count():
@@ -37,24 +36,6 @@ def test_load_run_reads_only_files(tmp_path):
 def test_paper_numbers_have_sources():
     assert PAPER["table2/ViT-L/16 (I21k)/cifar10"].value == 99.15
     assert PAPER["table8/none"].value == 61.38 and PAPER["table8/1d"].source == "Table 8"
-
-
-def test_write_claims_round_trips_and_rejects_malformed_entries(tmp_path):
-    ours = {"ViT": [50.0, 51.0, 52.0], "BiT": [60.0, 61.0, 62.0]}
-    stats = {"ViT": [51.0, 1.0, 3], "BiT": [61.0, 1.0, 3]}
-    entry = claim_entry("ViT below BiT", "Fig. 3", "top-1 %", ours, verdict_below(stats, "ViT", "BiT"))
-    assert entry["ours"]["ViT"] == [51.0, 1.0, 3] and entry["holds"] is True
-    path = write_claims([entry], tmp_path)
-    assert path == tmp_path / "claims.json" and read_claims(tmp_path) == [entry]
-    assert json.loads(path.read_text())[0]["holds"] is True  # JSON true, not a string
-    with pytest.raises(ValueError, match="holds"):
-        write_claims([{**entry, "holds": "yes"}], tmp_path)
-    with pytest.raises(ValueError, match="lacks"):
-        write_claims([{k: v for k, v in entry.items() if k != "why"}], tmp_path)
-    with pytest.raises(ValueError, match="mean, std, seeds"):
-        write_claims([{**entry, "ours": {"ViT": 51.0}}], tmp_path)
-    with pytest.raises(ValueError, match="holds"):
-        claim_entry("c", "p", "m", ours, ("maybe", "why"))
 
 
 def test_training_flops_counts_forward_and_backward_and_scales_with_batch_and_steps():

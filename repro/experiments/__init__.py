@@ -16,49 +16,25 @@ functions and every notebook builds its results the same way.
 
 Shared here: ``train_fields`` (a scale's TrainConfig fields with a notebook's paths), ``train_and_probe``
 and ``probe_model`` (5-shot linear probes of a run, at the end and along training, kept in
-``fewshot.json``), ``verdict_within`` (the rule for "barely matters" claims), ``run_training_flops`` (a
-run's pre-training FLOPs, kept in ``flops.json``).
+``fewshot.json``), ``run_training_flops`` (a run's pre-training FLOPs, kept in ``flops.json``). Every
+verdict is decided by ``repro.claims``.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ..claims import MIN_SUPPORT_DRAWS, VERDICT_WORDS
 from ..fileio import atomic_write_text
+from ..progress import RunProgress
 from ..scales import Scale
-
-# Set by ``repro reproduce`` for the notebooks' kernels: there no front end draws tqdm's widgets, so a
-# plain line per logging window is printed instead; papermill streams it to the terminal.
-PROGRESS_ENV = "REPRO_PROGRESS"
-
-
-def progress_kwargs(label: str, steps: int) -> dict:
-    """``repro.train.train`` keyword arguments that show a run's progress where the user looks.
-
-    By default, none: ``train`` draws a tqdm bar (an ipywidgets bar in JupyterLab). With
-    ``REPRO_PROGRESS=lines`` (set by ``repro reproduce``), the bar is off and each logging window prints
-    one line (step, loss, training top-1, images/s), which papermill streams to the terminal and which
-    keeps the executed notebook small (no widget state in it).
-    """
-    if os.environ.get(PROGRESS_ENV) != "lines":
-        return {}
-
-    def print_window(step: int, record: dict) -> None:
-        print(f"  {label}: step {step}/{steps}  loss {record['loss']:.3f}  train top-1 "
-              f"{100 * record['accuracy']:.1f}%  {record['images_per_s']:.0f} images/s", flush=True)
-
-    return {"progress": False, "callback": print_window}
-
 
 # --- shared by the experiment modules ---------------------------------------------------------------------
 
-VERDICT_WORDS = {True: "holds", False: "does not hold", None: "undecided"}
 # Rows of repro.scales.PAPER_SETTINGS that a pre-training-only experiment (notebooks 02, 03, 07) departs in.
 PRETRAIN_SETTING_ROWS = ("models (ViT / BiT / hybrid)", "pre-training data", "pre-training resolution",
                          "pre-training batch", "pre-training length", "pre-training warm-up",
@@ -77,56 +53,20 @@ def train_fields(scale, stage: str, family: str, *, data_dir, out_dir, device: s
     return fields
 
 
-def pretrain_departures_markdown(scale, rows: Optional[dict] = None) -> str:
-    """The "paper vs this experiment" table for the pre-training rows, for a ``Scale`` that an experiment
-    has changed (its own model, steps, lr...): ``repro.scales.departures_markdown`` takes preset names only.
-    The models row names the ViT alone (what notebooks 02 and 03 train); ``rows`` replaces any row's text."""
+def pretrain_departures_markdown(scale, rows: Optional[dict] = None, setting_rows: Sequence[str] = PRETRAIN_SETTING_ROWS
+                                  ) -> str:
+    """The "paper vs this experiment" table for ``setting_rows`` (default: the pre-training rows), for a ``Scale``
+    that an experiment has changed (its own model, steps, lr...): ``repro.scales.departures_markdown`` takes
+    preset names only. The models row names the ViT alone (what notebooks 02 and 03 train); ``rows`` replaces any
+    row's text."""
     from ..scales import PAPER_SETTINGS, scale_settings
 
     ours = {**scale_settings(scale), "models (ViT / BiT / hybrid)": scale.vit, **(rows or {})}
     lines = [f"| setting | paper | this notebook (`{scale.name}`) |", "|---|---|---|"]
-    for row in PRETRAIN_SETTING_ROWS:
+    for row in setting_rows:
         value = ours[row]
         lines.append(f"| {row} | {PAPER_SETTINGS[row]} | {'= paper' if value == PAPER_SETTINGS[row] else value} |")
     return "\n".join(lines) + "\n"
-
-
-def verdict_within(ours: dict[str, list], *, tolerance: float, fallback_std: Optional[float] = None,
-                   unit: str = "points", decidable: bool = True, why_undecidable: str = "") -> tuple[Optional[bool], str]:
-    """Do the means of ``ours`` (``{name: [mean, std, seeds]}``, ``repro.results.seed_stats``) agree? ``(holds, why)``.
-
-    The rule, for claims of "no difference": take the highest and the lowest mean; their gap is compared with
-    the larger of ``tolerance`` (in ``unit``) and the seed spread of that gap, sqrt(std_hi^2 + std_lo^2) (as in
-    ``repro.results.verdict_below``). Gap within it -> True; beyond it -> False. A name with one seed has no
-    std of its own: ``fallback_std`` (e.g. the run-to-run std measured on sibling cells) stands in, and the
-    ``why`` says so; without it only the tolerance counts. ``decidable=False`` gives None with the numbers.
-    """
-    if len(ours) < 2:
-        raise ValueError("a comparison needs at least two entries")
-    hi = max(ours, key=lambda k: ours[k][0])
-    lo = min(ours, key=lambda k: ours[k][0])
-    gap = ours[hi][0] - ours[lo][0]
-    numbers = ", ".join(f"{k} {m:.2f}" for k, (m, s, n) in ours.items())
-    if not decidable:
-        return None, f"{why_undecidable} ({numbers})"
-    stds = [ours[k][1] if ours[k][1] is not None else fallback_std for k in (hi, lo)]
-    borrowed = any(ours[k][1] is None for k in (hi, lo))
-    if any(s is None for s in stds):
-        spread, spread_text = None, "seed spread unknown (one seed)"
-    else:
-        spread = math.hypot(*stds)
-        spread_text = f"seed spread {spread:.2f}" + (" (one-seed cells borrow the stem cells' std)" if borrowed else "")
-    threshold = max(tolerance, spread or 0.0)
-    holds = gap <= threshold
-    relation = "within" if holds else "beyond"
-    return holds, (f"the largest gap, {hi} - {lo} = {gap:.2f} {unit}, is {relation} max({tolerance:g} {unit}, "
-                   f"{spread_text}) = {threshold:.2f} ({numbers})")
-
-
-def pooled_std(stats: Sequence[list]) -> Optional[float]:
-    """The run-to-run std pooled over cells with at least two seeds (root mean of their variances), or None."""
-    variances = [s * s for m, s, n in stats if s is not None]
-    return math.sqrt(sum(variances) / len(variances)) if variances else None
 
 
 # --- few-shot probes of a run's representation, written beside it ---------------------------------------
@@ -147,7 +87,7 @@ class Probe:
     dataset: str = "cifar10"
     data_dir: Optional[str] = None
     shots: tuple = (5,)
-    seeds: tuple = (0, 1, 2)
+    seeds: tuple = tuple(range(MIN_SUPPORT_DRAWS))  # support draws: the score is their mean (repro.claims)
     max_train: Optional[int] = None   # support sets are drawn from this many training images (class-balanced)
     max_test: Optional[int] = None
     classes: Optional[tuple] = None   # probe on these classes only (``repro.data.get_datasets``), e.g. a target task
@@ -199,81 +139,160 @@ def probe_model(model, probe: Probe, device: str = "auto") -> dict:
             "classifier_test_top1": top1}
 
 
-class _PauseForProbe(KeyboardInterrupt):
-    """Raised from ``train``'s callback to stop at a step: ``train`` saves its checkpoint and re-raises."""
-
-
 def _digest(path: Path) -> Optional[str]:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else None
 
 
+def _read_json(path: Path) -> Optional[dict]:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def read_probes(run_dir) -> list[dict]:
     """The probe points of a run (``fewshot.json``), one per evaluated step, in step order."""
-    path = Path(run_dir) / FEWSHOT_FILE
-    return json.loads(path.read_text())["points"] if path.exists() else []
+    saved = _read_json(Path(run_dir) / FEWSHOT_FILE)
+    return saved["points"] if saved else []
+
+
+def support_draws(run_dir) -> int:
+    """How many support draws each few-shot score of a run averages (its probe's sampling seeds)."""
+    return len(json.loads((Path(run_dir) / FEWSHOT_FILE).read_text())["probe"]["seeds"])
+
+
+def draws_text(run_dirs: Sequence) -> str:
+    """The support draws behind these runs' few-shot scores, for a table note: "drawn 5 times (support seeds
+    0-4), their mean per run"."""
+    counts = sorted({support_draws(d) for d in run_dirs})
+    if not counts:
+        return "no probe"
+    times = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"drawn {times} times (support seeds 0-{counts[-1] - 1}), their mean per run"
 
 
 def fewshot_top1(run_dir, shots: int = 5) -> float:
-    """A run's final ``shots``-shot linear accuracy (%), the mean over the probe's sampling seeds."""
+    """A run's final ``shots``-shot linear accuracy (%), the mean over the probe's support draws."""
     return read_probes(run_dir)[-1]["fewshot"][str(shots)]["mean"]
 
 
-def train_and_probe(cfg, probe: Probe, *, label: str, at_steps: Sequence[int] = (), device: str = "auto") -> Path:
+def _same_probe_but_draws(saved: dict, probe: "Probe") -> bool:
+    """The saved probe is ``probe`` except, perhaps, for its number of support draws (redraw mode keeps it:
+    the claims see the draws and ask for the next run where they are too few)."""
+    wanted = {k: v for k, v in probe.record().items() if k != "seeds"}
+    return {k: v for k, v in saved.items() if k != "seeds"} == wanted
+
+
+PARTIAL_FILE = "fewshot.partial.json"   # the probe points along training so far (kept across an interruption)
+
+
+def train_and_probe(cfg, probe: Probe, *, label: str, at_steps: Sequence[int] = (), device: str = "auto",
+                    progress: Optional[RunProgress] = None) -> Path:
     """Train ``cfg`` (or find it finished) and probe its representation at ``at_steps`` and at the end.
 
-    Intermediate probes use ``train``'s documented interruption: the callback raises at the step, ``train``
-    writes its resumable checkpoint (model + optimiser + step), the model is probed from that checkpoint,
-    and ``train`` resumes it exactly (batches and dropout are functions of (seed, step)), so the probes see
-    the very weights of one uninterrupted run and cost no extra training. ``at_steps`` must be multiples of
-    ``cfg.log_every`` (where callbacks fire). The points go to ``<run_dir>/fewshot.json`` with the probe's
-    settings and a digest of ``final.json``; a later call with the same settings reads them back.
+    The intermediate probes are ``train``'s ``on_step`` hook: at each step of ``at_steps`` the engine hands
+    over the model of this very run, which is probed (its time left out of the run's) and trains on, so the
+    probes cost no extra training. Points along the way are kept in ``fewshot.partial.json``, so an
+    interrupted run resumes with them. The points go to ``<run_dir>/fewshot.json`` with the probe's settings
+    and a digest of ``final.json``; a later call with the same settings reads them back. In redraw mode a
+    saved probe that differs only in its number of support draws is kept (``support_draws`` tells the claims).
     """
-    import torch
-
     from ..checkpoints import load_model
-    from ..models import create_model
-    from ..train import train
+    from ..train import RunNotFinished, redraw_only, train
 
     run_dir = cfg.run_dir
     path = run_dir / FEWSHOT_FILE
-    if path.exists() and (run_dir / "model.safetensors").exists():
-        saved = json.loads(path.read_text())
-        if (saved.get("probe") == probe.record() and saved.get("final_digest") == _digest(run_dir / "final.json")
-                and saved.get("at_steps") == sorted(at_steps)):
-            return run_dir
-    kwargs = progress_kwargs(label, cfg.steps)
-    show = kwargs.get("callback")
-    points = []
-    for stop in sorted(s for s in set(at_steps) if 0 < s < cfg.steps):
-        if stop % cfg.log_every:
-            raise ValueError(f"probe step {stop} is not a multiple of log_every={cfg.log_every}")
+    saved = _read_json(path)
+    current = saved is not None and saved.get("final_digest") == _digest(run_dir / "final.json") and \
+        saved.get("at_steps") == sorted(at_steps)
+    kwargs = progress.train_kwargs(label) if progress else {"label": label}
+    if redraw_only():
+        if not (current and _same_probe_but_draws(saved["probe"], probe)):
+            raise RunNotFinished(f"redraw: {run_dir.name} ({label}) has no probe with these settings; run without "
+                                 "--redraw to probe it")
+        train(cfg, **kwargs)  # checks that the run itself is there
+    elif current and saved["probe"] == probe.record() and (run_dir / "model.safetensors").exists():
+        pass
+    else:
+        partial_path = run_dir / PARTIAL_FILE
+        partial = _read_json(partial_path) if (run_dir / "checkpoint.pt").exists() else None  # a resumed run
+        points = partial["points"] if partial and partial.get("probe") == probe.record() else []
 
-        def pause(step: int, record: dict, stop=stop) -> None:
-            if show:
-                show(step, record)
-            if step == stop:
-                raise _PauseForProbe(stop)
+        def probe_along(step: int, model) -> None:
+            points.append({"step": step, **probe_model(model, probe, device)})
+            atomic_write_text(partial_path, json.dumps({"probe": probe.record(), "points": points}, indent=1))
 
-        try:
-            train(cfg, callback=pause, progress=kwargs.get("progress", True))
-            break  # finished before reaching the stop (resumed past it): no intermediate point there
-        except _PauseForProbe:
-            state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
-            model = create_model(cfg.model, num_classes=cfg.num_classes(), img_size=cfg.image_size,
-                                 **cfg.model_overrides)
-            model.load_state_dict(state["model"])
-            points.append({"step": int(state["step"]), **probe_model(model, probe, device)})
-            shots = ", ".join(f"{k}-shot {v['mean']:.1f}%" for k, v in points[-1]["fewshot"].items())
-            print(f"  {label}: paused at step {state['step']} to probe ({shots}); resuming", flush=True)
-    train(cfg, **kwargs)
-    final_step = json.loads((run_dir / "final.json").read_text())["step"]
-    points.append({"step": final_step, **probe_model(load_model(run_dir / "model.safetensors"), probe, device)})
-    atomic_write_text(path, json.dumps({"probe": probe.record(), "at_steps": sorted(at_steps),
-                                        "final_digest": _digest(run_dir / "final.json"), "points": points}, indent=1))
+        steps = sorted(set(at_steps))
+        train(cfg, at_steps=steps, on_step=probe_along, **kwargs)
+        final_step = json.loads((run_dir / "final.json").read_text())["step"]
+        points = [p for p in points if p["step"] < final_step]
+        points.append({"step": final_step, **probe_model(load_model(run_dir / "model.safetensors"), probe, device)})
+        atomic_write_text(path, json.dumps({"probe": probe.record(), "at_steps": steps,
+                                            "final_digest": _digest(run_dir / "final.json"), "points": points},
+                                           indent=1))
+        partial_path.unlink(missing_ok=True)
+    if progress:
+        progress.finished(label, f"{probe.shots[0]}-shot {fewshot_top1(run_dir, probe.shots[0]):.1f}%")
     return run_dir
 
 
+# --- held-out learning-rate choices (fine-tuning sweeps) ---------------------------------------------------
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one held-out lr choice (``repro.train.finetune_sweep``) leaves for the claims and the lr table."""
+
+    grid: tuple                          # ((lr, run_dir), ...) every lr tried, ascending
+    chosen: float
+    heldout_images: Optional[int]        # held-out images the choice was made on
+    at_edge: bool                        # the choice lies at an edge of the final grid
+    extended_to: Optional[float] = None  # the lr added one grid step past an edge
+    extension_missing: Optional[float] = None  # redraw: the extension the rule asks for was never trained
+
+    @classmethod
+    def of(cls, sweep: dict) -> "SweepResult":
+        return cls(tuple((lr, Path(d)) for lr, d in sweep["runs"].items()), sweep["best_lr"],
+                   sweep.get("heldout_images"), bool(sweep.get("at_edge")), sweep.get("extended_to"),
+                   sweep.get("extension_missing"))
+
+    @property
+    def heldout_top1(self) -> float:
+        """The chosen lr's held-out top-1 (%)."""
+        run_dir = dict(self.grid)[self.chosen]
+        return 100 * json.loads((run_dir / "final.json").read_text())["val"]["accuracy"]
+
+    def rows(self, **what) -> list[dict]:
+        """One lr-table row per lr tried (``what``: the columns naming the fine-tuning): held-out and test
+        top-1 (%), whether it was chosen, and a note on the grid's extension."""
+        rows = []
+        for lr, run_dir in self.grid:
+            final = json.loads((run_dir / "final.json").read_text())
+            note = "one grid step past the edge" if lr == self.extended_to else ""
+            if lr == self.chosen and self.at_edge:
+                note = (note + "; " if note else "") + "chosen at the edge of the grid"
+            rows.append({**what, "lr": f"{lr:g}", "held-out images": final["val"].get("count"),
+                         "held-out top-1 (%)": 100 * final["val"]["accuracy"],
+                         "test top-1 (%)": 100 * final["test"]["accuracy"] if "test" in final else None,
+                         "chosen": lr == self.chosen, "note": note})
+        if self.extension_missing is not None:
+            rows.append({**what, "lr": f"{self.extension_missing:g}", "held-out images": None,
+                         "held-out top-1 (%)": None, "test top-1 (%)": None, "chosen": False,
+                         "note": "one grid step past the edge: not run yet (needs the next run)"})
+        return rows
+
+
+def run_sweep(cfg, *, lrs: Sequence[float], refit: bool, label: str, progress: Optional[RunProgress] = None) -> dict:
+    """``repro.train.finetune_sweep`` of ``cfg`` over ``lrs`` (extended past an edge), counted as one unit of
+    ``progress``; returns the sweep's dict."""
+    from ..train import finetune_sweep
+
+    kwargs = progress.train_kwargs(label) if progress else {"label": label}
+    sweep = finetune_sweep(cfg, lrs=lrs, refit=refit, **kwargs)
+    if progress:
+        progress.finished(label, f"lr {sweep['best_lr']:g} chosen on {sweep['heldout_images']} held-out images")
+    return sweep
+
+
 FLOPS_FILE = "flops.json"
+FLOPS_COUNTED_WITH = ("torch.utils.flop_counter.FlopCounterMode, forward + backward, matrix products, convolutions "
+                      "and attention")
 
 
 def run_training_flops(run_dir) -> float:
@@ -286,16 +305,15 @@ def run_training_flops(run_dir) -> float:
 
     run_dir = Path(run_dir)
     path = run_dir / FLOPS_FILE
-    if path.exists():
-        return json.loads(path.read_text())["train_flops"]
+    saved = _read_json(path)
+    if saved and saved.get("counted_with") == FLOPS_COUNTED_WITH:
+        return saved["train_flops"]  # else stale: counted before attention was (recounted from the config)
     cfg = json.loads((run_dir / "config.json").read_text())
     per_image = training_flops(cfg["model"], cfg["image_size"], get_info(cfg["dataset"]).num_classes,
                                cfg.get("model_overrides") or {})
     total = per_image * cfg["batch_size"] * cfg["steps"]
     atomic_write_text(path, json.dumps({"flops_per_image": per_image, "train_flops": total,
-                                        "counted_with": "torch.utils.flop_counter.FlopCounterMode, forward + "
-                                                        "backward, matrix products, convolutions and attention"},
-                                       indent=1))
+                                        "counted_with": FLOPS_COUNTED_WITH}, indent=1))
     return total
 
 

@@ -45,18 +45,29 @@ import pandas as pd
 
 from ..attention_cost import (EXPLICIT_SAVED, FITTED, FUSED_TIME, attention_cost_sweep, fit_exponents,
                               pixels_as_tokens, pixels_markdown)
-from ..results import claim_entry, load_run, repo_relative, results_dir, write_table
+from ..claims import (VERDICT_WORDS, Verdict, at_scale, claim_entry, mean_interval, regression_interval,
+                      verdict_all, verdict_in_band, verdict_trend)
+from ..progress import RunProgress
+from ..summary import epochs_text
+from ..results import load_run, repo_relative, results_dir, write_table
+from ..results import plot_claims as draw_claims
 from ..scales import Scale, get_scale
-from . import (VERDICT_WORDS, Pretraining, RunSet, cost_columns, preset_values, pretrain_departures_markdown,
-               progress_kwargs, summary_markdown, train_fields)
+from . import Pretraining, RunSet, cost_columns, preset_values, pretrain_departures_markdown, summary_markdown, train_fields
 
 NAME = "07_inspect"
 FILTER_COMPONENTS = 28          # Fig. 7 left shows the first 28
-PERMUTATIONS = 1000             # permutation tests of the position and depth structure
-ALPHA = 0.01                    # ... significant below this p-value
+PERMUTATIONS = 1000             # permutation tests of the position and depth structure (their p-values are reported)
 GLOBAL_FRACTION = 0.5           # a head "attends to most of the image": mean distance >= half of uniform attention's
 LOCAL_FRACTION = 0.3            # a head attends locally: mean distance <= 0.3 of uniform's (about one patch on 8x8)
 EXPONENT_TOLERANCE = 0.3        # "quadratic": a fitted exponent within 2 +- 0.3 (linear is 1)
+# Effect-size floors of the trend claims (a structure smaller than its floor is undecided, however significant):
+# - near - far cosine similarity of position embeddings: 0.1, a twentieth of the cosine's range [-1, 1]; the paper's
+#   Fig. 7 centre goes from ~1 next to a patch to below 0 far from it;
+# - same row/column excess at equal Manhattan distance: 0.05 of cosine similarity;
+# - growth of the layers' mean attention distance from the first to the last layer (least-squares line through the
+#   layer means), as a fraction of uniform attention's distance: 0.1; Fig. 7 right grows from ~20-120 px in the first
+#   layers to ~120 px (of 224) in the last, several tenths of uniform's.
+GAP_FLOOR, ROW_COLUMN_FLOOR, DEPTH_FLOOR = 0.1, 0.05, 0.1
 OFFICIAL_IMAGES = 64            # test images for an official ViT-B/L at 224 px (a forward costs ~18-60 GFLOPs)
 INIT_IMAGES = 32                # images for the attention distance of the architecture at initialisation
 COST_FILE = "attention_cost.csv"
@@ -67,7 +78,8 @@ ROW_COLUMN_CLAIM = ("Position embeddings show a row-column structure: patches in
                     "similar embeddings (Sec. 4.5, Fig. 7 centre)")
 LOWEST_LAYER_CLAIM = ("Already in the lowest layer some heads attend to most of the image while others attend "
                       "locally (Sec. 4.5, Fig. 7 right)")
-DEPTH_CLAIM = "The attention distance increases with network depth (Sec. 4.5, Fig. 7 right)"
+DEPTH_CLAIM = (f"The attention distance increases with network depth, by at least {DEPTH_FLOOR:g} of uniform attention's "
+               "distance from the first to the last layer (Sec. 4.5, Fig. 7 right)")
 COST_CLAIM = ("Self-attention's cost grows quadratically with the number of tokens, which is why the image is cut "
               "into patches (Sec. 2; claim 7)")
 
@@ -281,13 +293,22 @@ def _slug(text: str) -> str:
 
 def _save_inspection(runs: Runs, label: str, source: str, seed, run_dir, model, dataset: str, count: int,
                      rollout: int, device: str, primary: bool) -> None:
-    images = _test_images(dataset, runs.config.data_dir, count, tuple(model.cfg.img_size))
-    arrays = inspect_vit(model, images, rollout_images=rollout, device=device, seed=seed or 0)
+    """Inspect ``model`` (a callable returning it, so that redraw mode needs no weights) and keep its arrays in
+    ``<out>/inspection/<label>.npz``; in redraw mode the arrays saved by the run that had the weights are read."""
+    from ..train import RunNotFinished, redraw_only
+
     path = runs.out / "inspection" / f"{_slug(label)}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)
+    if redraw_only():
+        if not path.exists():
+            raise RunNotFinished(f"redraw: no inspection arrays {path.name} for {label}; run without --redraw")
+    else:
+        model = model()
+        images = _test_images(dataset, runs.config.data_dir, count, tuple(model.cfg.img_size))
+        arrays = inspect_vit(model, images, rollout_images=rollout, device=device, seed=seed or 0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, **arrays)
+        print(f"inspected {label} on {len(images)} test images", flush=True)
     runs.records.append(Inspected(label, source, seed, Path(run_dir) if run_dir else None, path, primary))
-    print(f"inspected {label} on {len(images)} test images", flush=True)
 
 
 def run(scale: str, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
@@ -307,23 +328,24 @@ def run(scale: str, seeds: Optional[Sequence[int]] = None, data_dir: Optional[st
     if run_dir is not None:
         print(f"inspecting the run in {repo_relative(run_dir)}", flush=True)
         finished = load_run(run_dir)
-        model = load_model(Path(run_dir) / "model.safetensors")
         _save_inspection(runs, f"{finished['model']}, run {Path(run_dir).name}", "run directory", finished.get("seed"),
-                         run_dir, model, finished["dataset"], config.inspect_images, config.rollout_images, device, True)
+                         run_dir, lambda: load_model(Path(run_dir) / "model.safetensors"), finished["dataset"],
+                         config.inspect_images, config.rollout_images, device, True)
     else:
-        print(config.budget(), flush=True)
+        progress = RunProgress(len(config.seeds), "training runs")
         for seed in config.seeds:
             fields = train_fields(config.train_scale, "pretrain", "vit", data_dir=config.data_dir,
                                   out_dir=runs.out / "runs", device=device, seed=seed, eval_every=0)
             cfg = TrainConfig(**fields)
             label = f"{config.model}, trained here, seed {seed}"
-            done = train(cfg, **progress_kwargs(label, cfg.steps))
-            _save_inspection(runs, label, "trained here", seed, done, load_model(done / "model.safetensors"),
+            done = train(cfg, **progress.train_kwargs(label))
+            progress.finished(label)
+            _save_inspection(runs, label, "trained here", seed, done, lambda done=done: load_model(done / "model.safetensors"),
                              cfg.dataset, config.inspect_images, config.rollout_images, device, True)
     if pretrained_checkpoint is not None:
         model = official_model(pretrained_checkpoint)
         label = f"{model.variant_name}, official checkpoint {Path(pretrained_checkpoint).name}"
-        _save_inspection(runs, label, "official checkpoint", None, None, model, config.scale.dataset,
+        _save_inspection(runs, label, "official checkpoint", None, None, lambda: model, config.scale.dataset,
                          min(config.inspect_images, OFFICIAL_IMAGES), config.rollout_images, device, False)
     return runs
 
@@ -333,7 +355,12 @@ def measure_cost(runs: Runs, device: str = "auto") -> pd.DataFrame:
     model's width, depth and heads; written to ``attention_cost.csv`` / ``.md`` and returned."""
     import torch
 
+    from ..train import redraw_only
+
     c = runs.config
+    if redraw_only() and (runs.out / COST_FILE).exists():  # the measurement stands; redraw only re-reads it
+        runs.cost_table = runs.out / COST_FILE
+        return pd.read_csv(runs.cost_table)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     print(f"attention cost: {c.model} at {c.cost_image_size} px, {c.cost_tokens} tokens on {device}", flush=True)
     table = attention_cost_sweep(c.model, c.cost_image_size, c.cost_patches, batch=c.cost_batch, repeats=c.cost_repeats,
@@ -451,7 +478,10 @@ def model_metrics(arrays: dict) -> dict[str, float]:
     dist, init = np.asarray(arrays["distance"]), np.asarray(arrays["distance_init"])
     uniform = uniform_distance(grid, patch)
     rho, rho_p = depth_trend(dist)
-    out = {"uniform": uniform, "layer1_max": float(dist[0].max()), "layer1_min": float(dist[0].min()),
+    layer_means = dist.mean(axis=1)                                                   # (layers,)
+    slope = float(np.polyfit(np.arange(len(layer_means)), layer_means, 1)[0]) if len(layer_means) > 1 else 0.0
+    out = {"depth_growth": slope * (len(layer_means) - 1) / uniform,  # first -> last layer, fraction of uniform
+           "uniform": uniform, "layer1_max": float(dist[0].max()), "layer1_min": float(dist[0].min()),
            "layer1_max_fraction": float(dist[0].max()) / uniform, "layer1_min_fraction": float(dist[0].min()) / uniform,
            "init_min_fraction": float(init.min()) / uniform, "init_max_fraction": float(init.max()) / uniform,
            "first_layer_mean": float(dist[0].mean()), "last_layer_mean": float(dist[-1].mean()),
@@ -482,29 +512,15 @@ def metrics(runs: Runs) -> dict[str, dict]:
 
 # --- claims -------------------------------------------------------------------------------------------
 
-def verdict_significant(values: Sequence[float], p_values: Sequence[float]) -> Optional[bool]:
-    """A structure claimed present: True when every model shows it (statistic > 0, p < ``ALPHA``), False when
-    the mean statistic is not positive (absent or reversed), else None (positive but not significant)."""
-    if not values or any(math.isnan(v) for v in values):
-        return None
-    if np.mean(values) <= 0:
-        return False
-    return True if all(v > 0 and p < ALPHA for v, p in zip(values, p_values)) else None
-
-
-def verdict_lowest_layer(max_fraction: float, min_fraction: float) -> bool:
-    """Layer 1 mixes global heads (max >= ``GLOBAL_FRACTION`` of uniform) and local ones (min <= ``LOCAL_FRACTION``)."""
-    return max_fraction >= GLOBAL_FRACTION and min_fraction <= LOCAL_FRACTION
-
-
-def verdict_exponent(exponent: float, target: float = 2.0, tolerance: float = EXPONENT_TOLERANCE) -> bool:
-    """A fitted power-law exponent is ``target`` within ``tolerance``."""
-    return abs(exponent - target) <= tolerance
-
-
 def _ours(found: dict[str, dict], key: str, scale_by: float = 1.0) -> dict[str, list[float]]:
     """``{label: [value]}`` of one metric per model (one model = one seed), for ``claim_entry``."""
     return {label: [m[key] * scale_by] for label, m in found.items() if key in m and not math.isnan(m[key])}
+
+
+def _per_seed(runs: Runs, found: dict[str, dict], key: str) -> dict[int, float]:
+    """``{seed: value}`` of one metric over the primary models (the trained seeds, or the given run as seed 0)."""
+    return {(r.seed if r.seed is not None else i): found[r.label][key] for i, r in enumerate(runs.primary)
+            if key in found[r.label] and not math.isnan(found[r.label][key])}
 
 
 def _others(found: dict[str, dict], primary: Sequence[str], text) -> str:
@@ -519,20 +535,21 @@ def cost_fits(runs: Runs) -> dict:
 
 
 def claims(runs: Runs) -> list[dict]:
-    """The claims of Sec. 4.5 and Sec. 2, with ours per model and verdicts computed on the primary models (the
-    trained seeds or the given run; an official checkpoint's numbers stand beside them in ``why``).
+    """The claims of Sec. 4.5 and Sec. 2, with ours per model and verdicts from ``repro.claims`` over the primary
+    models (one per trained seed, or the given run; an official checkpoint's numbers stand beside them in ``why``).
 
-    - position embeddings encode distance: near - far similarity gap > 0 with permutation p < ``ALPHA`` in every
-      primary model -> holds; mean gap <= 0 -> does not hold; else undecided (``verdict_significant``).
-    - row-column structure: the same rule on the same-row-or-column excess at equal Manhattan distance.
-    - lowest layer mixes global and local heads: the largest layer-1 head distance >= ``GLOBAL_FRACTION`` and the
-      smallest <= ``LOCAL_FRACTION`` of uniform attention's (means over seeds); otherwise does not hold. (At
-      initialisation every head is near uniform, so "global" alone would hold untrained.)
-    - distance grows with depth: Spearman rho(depth, head distance) > 0 with permutation p < ``ALPHA`` in every
-      primary model -> holds; mean rho <= 0 -> does not hold; else undecided.
-    - quadratic cost: the fused attention op's time and the explicit op's saved memory both ~ T^k with
-      |k - 2| <= ``EXPONENT_TOLERANCE``, fitted over the points with at least ``fit_min_tokens`` tokens.
-    At smoke scale every verdict is None, with the numbers.
+    - position embeddings encode distance: the near - far similarity gap per seed, its 90% interval above zero
+      and its mean at least ``GAP_FLOOR`` (``verdict_trend``); the permutation p-values are reported beside.
+    - row-column structure: the same rule on the same-row-or-column excess, floor ``ROW_COLUMN_FLOOR``.
+    - lowest layer mixes global and local heads: the interval of the largest layer-1 head distance (a fraction
+      of uniform attention's) at least ``GLOBAL_FRACTION`` and that of the smallest at most ``LOCAL_FRACTION``
+      (``verdict_in_band``, both). (At initialisation every head is near uniform, so "global" alone would hold
+      untrained.)
+    - distance grows with depth: the growth of the layers' mean distance from the first to the last layer, as a
+      fraction of uniform's, per seed: interval above zero and mean at least ``DEPTH_FLOOR``.
+    - quadratic cost: the fused attention op's time and the explicit op's saved memory both ~ T^k, the interval
+      of each fitted k (points - 2 degrees of freedom) within 2 +- ``EXPONENT_TOLERANCE``.
+    A claim on the models needs at least 2 seeds; at smoke scale every verdict is undecided, with the numbers.
     """
     config, found = runs.config, metrics(runs)
     primary = [r.label for r in runs.primary]
@@ -542,72 +559,99 @@ def claims(runs: Runs) -> list[dict]:
                     f"{config.scale.dataset}" if not any(r.source == "run directory" for r in runs.primary)
                     else "the given run")
 
-    def decide(holds: Optional[bool], why: str) -> tuple[Optional[bool], str]:
-        return (holds, why) if config.decidable else (None, f"{undecidable} ({why})")
+    def decide(verdict: Verdict) -> Verdict:
+        return at_scale(verdict, config.decidable, undecidable)
 
     out = []
     if prim and all("gap" in m for m in prim.values()):
-        for claim, key, paper, describe in (
-                (POSITION_CLAIM, "gap", "Fig. 7 centre (ViT-L/32): each patch's embedding is most similar to its "
-                 "neighbours' and falls off with distance",
-                 lambda m: f"near {m['near']:.2f} vs far {m['far']:.2f}, gap {m['gap']:.2f} (p {m['gap_p']:.3f})"),
-                (ROW_COLUMN_CLAIM, "row_column", "Fig. 7 centre (ViT-L/32): row-column structure, patches in the "
-                 "same row/column have similar embeddings",
+        for claim, key, floor, paper, describe in (
+                (POSITION_CLAIM, "gap", GAP_FLOOR, "Fig. 7 centre (ViT-L/32): each patch's embedding is most similar "
+                 "to its neighbours' and falls off with distance",
+                 lambda m: f"near {m['near']:.2f} vs far {m['far']:.2f}, gap {m['gap']:.2f} (permutation p "
+                           f"{m['gap_p']:.3f})"),
+                (ROW_COLUMN_CLAIM, "row_column", ROW_COLUMN_FLOOR, "Fig. 7 centre (ViT-L/32): row-column structure, "
+                 "patches in the same row/column have similar embeddings",
                  lambda m: f"same row/column {m['row_column']:+.3f} above the rest at equal Manhattan distance "
-                           f"(p {m['row_column_p']:.3f})")):
-            values = [m[key] for m in prim.values()]
-            holds = verdict_significant(values, [m[f"{key}_p"] for m in prim.values()])
+                           f"(permutation p {m['row_column_p']:.3f})")):
+            verdict = verdict_trend(_per_seed(runs, found, key), what=f"{key.replace('_', '-')} per seed",
+                                    floor=floor, unit="cosine")
             why = "; ".join(f"{label}: {describe(m)}" for label, m in prim.items())
-            why += (f"; rule: > 0 with permutation p < {ALPHA:g} ({PERMUTATIONS} relabellings) in every model"
-                    + _others(found, primary, lambda m: describe(m) if key in m else "no position table"))
+            why += _others(found, primary, lambda m: describe(m) if key in m else "no position table")
             out.append(claim_entry(claim, paper, f"cosine similarity of learned 1-D position embeddings, {model_metric}",
-                                   _ours(found, key), decide(holds, why)))
+                                   _per_seed_named(runs, found, key), decide(Verdict(verdict.holds,
+                                                                                    f"{verdict.why}; {why}",
+                                                                                    verdict.difference)),
+                                   rule=f"the statistic per seed: its 90% interval above zero and its mean at least "
+                                        f"{floor:g} holds; below zero does not hold; otherwise undecided"))
     if prim:
-        hi = float(np.mean([m["layer1_max_fraction"] for m in prim.values()]))
-        lo = float(np.mean([m["layer1_min_fraction"] for m in prim.values()]))
-
         def layer1(m: dict) -> str:
             return (f"layer-1 heads from {m['layer1_min']:.1f} to {m['layer1_max']:.1f} px = {m['layer1_min_fraction']:.2f}-"
                     f"{m['layer1_max_fraction']:.2f} of uniform attention's {m['uniform']:.1f} px (at initialisation "
                     f"{m['init_min_fraction']:.2f}-{m['init_max_fraction']:.2f})")
 
-        why = ("; ".join(f"{label}: {layer1(m)}" for label, m in prim.items())
-               + f"; rule: largest >= {GLOBAL_FRACTION:g} and smallest <= {LOCAL_FRACTION:g} of uniform"
-               + _others(found, primary, layer1))
+        verdict = verdict_all([
+            verdict_in_band(mean_interval(_per_seed(runs, found, "layer1_max_fraction")), GLOBAL_FRACTION, math.inf,
+                            what="largest layer-1 head distance / uniform's"),
+            verdict_in_band(mean_interval(_per_seed(runs, found, "layer1_min_fraction")), 0.0, LOCAL_FRACTION,
+                            what="smallest layer-1 head distance / uniform's")])
+        why = f"{verdict.why}; " + "; ".join(f"{label}: {layer1(m)}" for label, m in prim.items()) + \
+            _others(found, primary, layer1)
         out.append(claim_entry(LOWEST_LAYER_CLAIM, "Fig. 7 right (ViT-L/16, 224 px): in the lowest layers head "
                                "distances range from ~10 to ~120 px, the image's extent",
                                f"mean attention distance of layer 1's heads / uniform attention's, {model_metric}",
-                               {**{f"{k}: largest": v for k, v in _ours(found, "layer1_max_fraction").items()},
-                                **{f"{k}: smallest": v for k, v in _ours(found, "layer1_min_fraction").items()}},
-                               decide(verdict_lowest_layer(hi, lo), why)))
+                               {**{f"{k}: largest": v for k, v in _per_seed_named(runs, found, "layer1_max_fraction").items()},
+                                **{f"{k}: smallest": v for k, v in _per_seed_named(runs, found, "layer1_min_fraction").items()}},
+                               decide(Verdict(verdict.holds, why, verdict.difference)),
+                               rule=f"the largest head's 90% interval at least {GLOBAL_FRACTION:g} and the smallest's "
+                                    f"at most {LOCAL_FRACTION:g} of uniform attention's distance"))
 
         def trend(m: dict) -> str:
-            return (f"Spearman rho {m['depth_rho']:.2f} (p {m['depth_p']:.3f}), layer means {m['first_layer_mean']:.1f} "
-                    f"-> {m['last_layer_mean']:.1f} px")
+            return (f"layer means {m['first_layer_mean']:.1f} -> {m['last_layer_mean']:.1f} px of uniform's "
+                    f"{m['uniform']:.1f} (growth {m['depth_growth']:+.2f} of uniform; Spearman rho {m['depth_rho']:.2f}, "
+                    f"permutation p {m['depth_p']:.3f})")
 
-        values = [m["depth_rho"] for m in prim.values()]
-        holds = verdict_significant(values, [m["depth_p"] for m in prim.values()])
-        why = ("; ".join(f"{label}: {trend(m)}" for label, m in prim.items())
-               + f"; rule: rho > 0 with permutation p < {ALPHA:g} in every model" + _others(found, primary, trend))
+        verdict = verdict_trend(_per_seed(runs, found, "depth_growth"), what="growth first -> last layer per seed",
+                                floor=DEPTH_FLOOR, unit="of uniform")
+        why = f"{verdict.why}; " + "; ".join(f"{label}: {trend(m)}" for label, m in prim.items()) + \
+            _others(found, primary, trend)
         out.append(claim_entry(DEPTH_CLAIM, "Fig. 7 right: attention distance increases with network depth",
-                               f"Spearman correlation of depth and head attention distance, {model_metric}",
-                               _ours(found, "depth_rho"), decide(holds, why)))
+                               f"growth of the layers' mean attention distance, first to last layer, as a fraction of "
+                               f"uniform attention's distance, {model_metric}",
+                               _per_seed_named(runs, found, "depth_growth"),
+                               decide(Verdict(verdict.holds, why, verdict.difference)),
+                               rule=f"its 90% interval over seeds above zero and its mean at least {DEPTH_FLOOR:g} holds; "
+                                    "below zero does not hold; otherwise undecided"))
     fits = cost_fits(runs)
     if FUSED_TIME in fits and EXPLICIT_SAVED in fits:
         time_fit, memory_fit = fits[FUSED_TIME], fits[EXPLICIT_SAVED]
-        holds = verdict_exponent(time_fit.exponent) and verdict_exponent(memory_fit.exponent)
+        band = (2 - EXPONENT_TOLERANCE, 2 + EXPONENT_TOLERANCE)
+        verdict = verdict_all([
+            verdict_in_band(regression_interval(time_fit.exponent, time_fit.exponent_se, time_fit.points), *band,
+                            what="fused attention time exponent"),
+            verdict_in_band(regression_interval(memory_fit.exponent, memory_fit.exponent_se, memory_fit.points), *band,
+                            what="explicit attention memory exponent")])
         others = ", ".join(f"{FITTED[c]} ~T^{f.exponent:.2f}" for c, f in fits.items()
                            if c not in (FUSED_TIME, EXPLICIT_SAVED))
-        why = (f"fused attention time ~T^{time_fit.exponent:.2f}, explicit attention memory ~T^{memory_fit.exponent:.2f} "
-               f"over {time_fit.points} points from {time_fit.x_range[0]:.0f} to {time_fit.x_range[1]:.0f} tokens; "
-               f"rule: both within 2 +- {EXPONENT_TOLERANCE:g}; besides: {others}")
-        if config.decidable and time_fit.points < 3:
-            holds, why = None, f"fewer than three points to fit ({why})"
+        why = (f"{verdict.why}; fitted over the points from {time_fit.x_range[0]:.0f} to {time_fit.x_range[1]:.0f} "
+               f"tokens; besides: {others}")
         out.append(claim_entry(COST_CLAIM, "Sec. 2: self-attention has quadratic cost in the number of pixels; ViT "
                                "uses 16x16 patches (196 tokens at 224 px instead of 50,176)",
                                f"fitted exponent k of cost ~ T^k, {config.model}'s layout at {config.cost_image_size} px",
-                               {FITTED[c]: [f.exponent] for c, f in fits.items()}, decide(holds, why)))
+                               {FITTED[c]: [f.exponent] for c, f in fits.items()},
+                               decide(Verdict(verdict.holds, why, verdict.difference)),
+                               rule=f"the 90% interval of each fitted exponent (least squares in log-log, points - 2 "
+                                    f"degrees of freedom) within 2 +- {EXPONENT_TOLERANCE:g}"))
     return out
+
+
+def _per_seed_named(runs: Runs, found: dict[str, dict], key: str) -> dict[str, dict[int, float]]:
+    """For claims.json: ``{model description: {seed: value}}`` of the primary models, one name for all seeds."""
+    sample = _per_seed(runs, found, key)
+    if not sample:
+        return {}
+    first = runs.primary[0]
+    name = first.label.rsplit(", seed", 1)[0] if first.source == "trained here" else first.label
+    return {name: sample}
 
 
 # --- table, figures, summary --------------------------------------------------------------------------
@@ -744,7 +788,43 @@ def summary(runs: Runs, found: Sequence[dict]) -> str:
                             f"{list(c.seeds)}", first, found, decidable=c.decidable, extra_lines=extra)
 
 
-__all__ = ["NAME", "Config", "Inspected", "Runs", "get_config", "settings_markdown", "run", "official_model",
+
+def findings(runs: Runs) -> dict:
+    """What the paper found and the measured reasons why ours may differ, for ``results/SUMMARY.md``."""
+    c, found = runs.config, metrics(runs)
+    why = []
+    trained = [r for r in runs.primary if r.run_dir is not None]
+    if trained:
+        why.append(f"The model inspected is {c.model} trained {c.steps} steps of {c.batch_size} on CIFAR-10 at "
+                   f"{c.image_size} px ({epochs_text([r.run_dir for r in trained])}); the paper inspects ViT-L/16 and "
+                   "L/32 trained on JFT-300M at 224 px.")
+    for r in runs.primary:
+        m = found[r.label]
+        why.append(f"{r.label}: its layer-1 heads attend at {m['layer1_min_fraction']:.2f}-{m['layer1_max_fraction']:.2f}"
+                   f" of uniform attention's distance (at initialisation {m['init_min_fraction']:.2f}-"
+                   f"{m['init_max_fraction']:.2f}), and its layer means grow by {m['depth_growth']:+.2f} of uniform's "
+                   "from the first to the last layer: "
+                   + ("attention is still close to uniform, so local and global heads cannot yet appear."
+                      if m["layer1_min_fraction"] > 0.8 else "attention has moved away from uniform."))
+    if len(runs.primary) < 2:
+        why.append("One model was trained, and a verdict on the models needs at least two seeds.")
+    return {"title": "Inside the ViT (Sec. 4.5, Fig. 6, 7) and the cost of attention (Sec. 2)",
+            "paper": "The first principal components of the patch embedding look like plausible basis functions; "
+                     "position embeddings are most similar within a row and a column; some heads attend globally "
+                     "already in the lowest layers and the attention distance grows with depth; self-attention's "
+                     "cost is quadratic in the number of tokens.",
+            "why": why}
+
+
+def plot_claims(runs: Runs, found: Sequence[dict]) -> Optional[Path]:
+    """``claims.png``: the claims on the trained models, each seed a dot, the means with their 90% intervals (the
+    cost claim has its own figure, ``attention_cost.png``)."""
+    c = runs.config
+    return draw_claims(found, runs.out / "claims.png",
+                       arms_of=lambda entry: list(entry["per_seed"]) if entry["claim"] != COST_CLAIM else None,
+                       title=f"notebook 07, scale {c.scale.name}: {c.model} on CIFAR-10 at {c.image_size} px")
+
+__all__ = ["plot_claims", "findings", "NAME", "Config", "Inspected", "Runs", "get_config", "settings_markdown", "run", "official_model",
            "inspect_vit", "measure_cost", "position_structure", "depth_trend", "uniform_distance", "model_metrics",
-           "verdict_significant", "verdict_lowest_layer", "verdict_exponent", "claims", "table", "table_note",
+           "claims", "table", "table_note",
            "plot", "plot_cost", "pixels_paragraph", "summary"]

@@ -356,8 +356,41 @@ def environment(device: torch.device, cfg: TrainConfig, dist: Distributed) -> di
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save through a temp file and a rename: a crash never leaves half a checkpoint."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """torch.save through a temp file and a rename: a crash never leaves half a checkpoint.
+
+    torch's C++ writer reports a failed write (a full disk) only as ``RuntimeError: [enforce fail at
+    inline_container.cc] ... unexpected pos``, so it writes through a Python file object here that keeps the
+    OSError behind it; that is raised instead, and ``atomic_write`` turns ENOSPC into a NoSpaceError naming
+    the file.
+    """
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            sink = _KeepWriteError(f)
+            try:
+                torch.save(obj, sink)
+            except RuntimeError:
+                if sink.error is not None:
+                    raise sink.error from None
+                raise
+
+    atomic_write(path, write, what="the checkpoint")
+
+
+class _KeepWriteError:
+    """A writable file that remembers the OSError of a failed write (torch's writer swallows it)."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 class MetricsLog:

@@ -436,3 +436,71 @@ def test_cli_read_only_results_folder(tmp_path, capsys, monkeypatch):
     finally:
         out.chmod(0o700)
     assert code == 2 and "results folder (out_dir)" in err and "not writable" in err
+
+
+# ----------------------------------------------------------------------------- issue 20: one line, no traceback
+
+
+def error_line(err: str) -> str:
+    """The one error line of a command that also drew progress bars on stderr (decoding, training): the last
+    line, the only one that starts with "error:", and no traceback."""
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    assert "Traceback" not in err and [line for line in lines if line.startswith("error:")] == lines[-1:], err
+    return lines[-1]
+
+
+class _FillingFile:
+    """A file that takes ``room`` bytes, then fails as a full disk does (ENOSPC)."""
+
+    def __init__(self, f, room: int):
+        self.f, self.room = f, room
+
+    def write(self, data) -> int:
+        n = memoryview(data).nbytes
+        if n > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= n
+        return self.f.write(data)
+
+    def flush(self):
+        self.f.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def test_disk_full_while_torch_writes_checkpoint_pt(tmp_path, capsys, monkeypatch):
+    """torch's own writer turns ENOSPC into `RuntimeError: [enforce fail at inline_container.cc]`; the error names
+    the file and the fix instead."""
+    import builtins
+
+    import repro.train as train_module
+
+    def small_disk(path, mode="r", *args, **kwargs):
+        f = builtins.open(path, mode, *args, **kwargs)
+        return _FillingFile(f, 1000) if "w" in mode else f
+
+    monkeypatch.setattr(train_module, "open", small_disk, raising=False)
+    with pytest.raises(NoSpaceError, match="while writing the checkpoint .*checkpoint.pt"):
+        atomic_torch_save({"model": create_model("ViT-XXS/8", num_classes=10, img_size=32).state_dict()},
+                          tmp_path / "checkpoint.pt")
+    assert list(tmp_path.iterdir()) == []
+    code, err = cli(capsys, "pretrain", "--scale", "smoke", "steps=2", "checkpoint_every=1",
+                    f"out_dir={tmp_path / 'runs'}")
+    assert code == 2 and "checkpoint.pt; free some space" in error_line(err)
+
+
+def test_disk_full_while_safetensors_writes_the_weights(tmp_path, monkeypatch):
+    import repro.checkpoints as checkpoints
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(checkpoints, "_save_safetensors", full)
+    with pytest.raises(NoSpaceError, match="model.safetensors"):
+        save_checkpoint(create_model("ViT-XXS/8", num_classes=10, img_size=32), tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []

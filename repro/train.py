@@ -167,6 +167,26 @@ class TrainConfig:
         for key in sorted(set(self.model_overrides) & set(owned)):
             raise ValueError(f"model_overrides may not set {key}: {owned[key]}")
         check_device_name(self.device)
+        self._check_used()
+
+    # Fields that only masked patch prediction reads, at their defaults.
+    _MPP_ONLY = {"mpp_target": "mean_color", "mpp_corrupt_rate": 0.5}
+
+    def _check_used(self) -> None:
+        """Refuse values that this run would ignore: the masked-patch options of a classification run, label
+        smoothing of a masked-patch run (its loss is not a smoothed cross-entropy), a boolean as a class id."""
+        if self.objective != "mpp":
+            unused = [f"{key}={getattr(self, key)!r}" for key, default in self._MPP_ONLY.items()
+                      if getattr(self, key) != default]
+            if unused:
+                raise ValueError(f"{', '.join(unused)}: only masked patch prediction reads it; add objective='mpp' "
+                                 f"or leave it out (objective={self.objective!r})")
+        elif self.label_smoothing:
+            raise ValueError(f"label_smoothing={self.label_smoothing}: masked patch prediction does not smooth its "
+                             "targets; leave label_smoothing at 0 with objective='mpp'")
+        if self.classes is not None and not all(isinstance(c, int) and not isinstance(c, bool) for c in self.classes):
+            raise ValueError(f"classes={list(self.classes)}: class ids are integers, e.g. classes=[5, 6, 7] "
+                             "(True and False are not class ids)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -504,3 +504,27 @@ def test_disk_full_while_safetensors_writes_the_weights(tmp_path, monkeypatch):
     with pytest.raises(NoSpaceError, match="model.safetensors"):
         save_checkpoint(create_model("ViT-XXS/8", num_classes=10, img_size=32), tmp_path / "model")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["1.5", '"64"'])
+def test_model_overrides_of_the_wrong_type_name_the_key(tmp_path, capsys, value):
+    code, err = cli(capsys, "pretrain", "--scale", "smoke", f'model_overrides={{"representation_size": {value}}}',
+                    f"out_dir={tmp_path / 'runs'}")
+    assert code == 2 and err.count("\n") == 1
+    assert "representation_size must be an integer or None (ViTConfig)" in err
+    assert not (tmp_path / "runs").exists()
+
+
+# ----------------------------------------------------------------------------- issue 20: options that do nothing
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"mpp_target": "pixels"}, r"mpp_target='pixels': only masked patch prediction reads it; add objective='mpp'"),
+    ({"mpp_corrupt_rate": 0.15}, r"mpp_corrupt_rate=0.15: only masked patch prediction"),
+    ({"objective": "mpp", "label_smoothing": 0.1}, r"label_smoothing=0.1: masked patch prediction does not smooth"),
+    ({"classes": [True, 2]}, r"classes=\[True, 2\]: class ids are integers"),
+])
+def test_options_that_would_do_nothing_are_refused(tmp_path, kw, words):
+    with pytest.raises(ValueError, match=words):
+        tiny(tmp_path, **kw)
+    assert not (tmp_path / "runs").exists()

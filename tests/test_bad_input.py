@@ -506,6 +506,17 @@ def test_disk_full_while_safetensors_writes_the_weights(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_random_npz_is_not_a_vit_checkpoint(tmp_path, capsys):
+    np.savez(tmp_path / "weights.npz", a=np.zeros(3), b=np.ones((2, 2)))
+    words = f"{tmp_path / 'weights.npz'}: an .npz file, but not a ViT checkpoint: its arrays (a, b)"
+    code, err = cli(capsys, "finetune", "--scale", "smoke", "--init-from", str(tmp_path / "weights.npz"),
+                    f"out_dir={tmp_path / 'runs'}")
+    assert code == 2 and words in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+    code, err = cli(capsys, "evaluate", str(tmp_path / "weights.npz"), "--data-dir", "embedded")
+    assert code == 2 and words in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("value", ["1.5", '"64"'])
 def test_model_overrides_of_the_wrong_type_name_the_key(tmp_path, capsys, value):
     code, err = cli(capsys, "pretrain", "--scale", "smoke", f'model_overrides={{"representation_size": {value}}}',

@@ -24,7 +24,7 @@ from repro.cli import main as cli_main
 from repro.data import DataError, load_split
 from repro.fileio import NoSpaceError, atomic_write, atomic_write_text
 from repro.models import create_model
-from repro.train import ResumeError, RunDirBusy, RunDirLock, TrainConfig, atomic_torch_save, train
+from repro.train import DataMismatch, ResumeError, RunDirBusy, RunDirLock, TrainConfig, atomic_torch_save, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -436,6 +436,88 @@ def test_cli_read_only_results_folder(tmp_path, capsys, monkeypatch):
     finally:
         out.chmod(0o700)
     assert code == 2 and "results folder (out_dir)" in err and "not writable" in err
+
+
+# ----------------------------------------------------------------------------- issue 20: another data set's results
+
+
+def _start_event(run_dir: Path) -> dict:
+    return next(r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+                if r["event"] == "start")
+
+
+def _two_data_folders(tmp_path) -> tuple[Path, Path]:
+    """Two local copies of "cifar10" with other images and other counts (the issue's data_dir=A, data_dir=B)."""
+    a = parquet_dir(tmp_path / "A", n=40)
+    b = parquet_dir(tmp_path / "B", n=48, train_blobs=[png(k + 50) for k in range(48)],
+                    train_labels=[k % 10 for k in range(48)])
+    return a, b
+
+
+def test_a_finished_run_is_not_handed_back_for_another_data_folder(tmp_path):
+    a, b = _two_data_folders(tmp_path)
+    run_dir = train(tiny(tmp_path, data_dir=str(a), max_train=None), progress=False)
+    assert tiny(tmp_path, data_dir=str(b), max_train=None).run_dir == run_dir  # the name ignores the folder
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    with pytest.raises(DataMismatch, match=r"other data: local parquet data_dir \.\.\./.*/A \(train 39 images.*"
+                                           r"reads local parquet data_dir \.\.\./.*/B \(train 47 images.*"
+                                           r"another out_dir, or delete"):
+        train(tiny(tmp_path, data_dir=str(b), max_train=None), progress=False)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before  # nothing of the run was touched
+    import shutil
+    shutil.copytree(a, tmp_path / "A2")  # the same data in another folder is the same run
+    assert train(tiny(tmp_path, data_dir=str(tmp_path / "A2"), max_train=None), progress=False) == run_dir
+    fingerprint = _start_event(run_dir)["data_source"]["fingerprint"]
+    assert set(fingerprint) == {"train", "val", "test"} and fingerprint["train"]["images"] == 39
+
+
+def test_a_checkpoint_is_not_resumed_on_another_data_folder(tmp_path):
+    a, b = _two_data_folders(tmp_path)
+
+    def stop(step, record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path, data_dir=str(a), max_train=None), callback=stop, progress=False)
+    run_dir = tiny(tmp_path, data_dir=str(a), max_train=None).run_dir
+    metrics = (run_dir / "metrics.jsonl").read_text()
+    with pytest.raises(DataMismatch, match="/A .*/B "):
+        train(tiny(tmp_path, data_dir=str(b), max_train=None), progress=False)
+    assert (run_dir / "checkpoint.pt").exists() and (run_dir / "metrics.jsonl").read_text() == metrics
+
+
+def test_a_run_recorded_before_fingerprints_is_still_reused(tmp_path):
+    """Committed runs have no fingerprint: they are reused as before (not checked), under their old names."""
+    a, b = _two_data_folders(tmp_path)
+    run_dir = train(tiny(tmp_path, data_dir=str(a), max_train=None), progress=False)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for r in records:
+        r.get("data_source", {}).pop("fingerprint", None)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert train(tiny(tmp_path, data_dir=str(b), max_train=None), progress=False) == run_dir
+
+
+def test_the_checksum_is_of_the_decoded_arrays_and_read_back_from_the_cache(tmp_path):
+    root = parquet_dir(tmp_path / "d")
+    first = load_split("cifar10", "train", data_dir=root)  # decoded, cache written
+    again = load_split("cifar10", "train", data_dir=root)  # read from the cache
+    assert first.checksum == again.checksum == data.content_checksum(again.images.numpy(), again.labels.numpy())
+    other = load_split("cifar10", "train", data_dir=parquet_dir(tmp_path / "e", train_blobs=[png(k + 1) for k in range(6)]))
+    assert other.checksum != first.checksum
+
+
+# ----------------------------------------------------------------------------- issue 20: checked before anything is written
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["batch_size=5000"], "512 images, which make no full batch of batch_size=5000"),
+    (["train_part=target", "target_size=10"], "10 images, which make no full batch of batch_size=32"),
+    (["train_part=source", "target_size=3999"], "1 image, which make no full batch of batch_size=32"),
+])
+def test_a_training_set_without_a_full_batch_writes_nothing(tmp_path, capsys, overrides, words):
+    code, err = cli(capsys, "pretrain", "--scale", "smoke", *overrides, f"out_dir={tmp_path / 'runs'}")
+    assert code == 2 and words in err and "lower batch_size" in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
 
 
 # ----------------------------------------------------------------------------- issue 20: one line, no traceback

@@ -520,6 +520,53 @@ def test_a_training_set_without_a_full_batch_writes_nothing(tmp_path, capsys, ov
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.fixture
+def no_notebook_runs(monkeypatch):
+    """papermill must not be reached: the checks come first."""
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
+
+
+def test_reproduce_at_paper_scale_needs_a_checkpoint_before_anything_runs(tmp_path, capsys, no_notebook_runs):
+    code, err = cli(capsys, "reproduce", "--scale", "paper", "--out", str(tmp_path / "results"))
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("error: notebook 01 at scale 'paper' fine-tunes a pre-trained checkpoint: pass -p "
+                          "pretrained_checkpoint=")
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--notebooks", "02", "03", "-p", "lr=0.002"], "03_cls_vs_gap.ipynb has no parameter(s) ['lr']"),
+    (["--notebooks", "03", "-p", "lrs=[]"], "notebook 03: lrs=[] must be a non-empty list of positive numbers"),
+    (["--notebooks", "04", "-p", "sizes=[100,-5]"], "04_data_scaling.ipynb: sizes=[100, -5]: give at least two"),
+    (["--notebooks", "06", "-p", "target_size=100000"],
+     "notebook 06: target_size=100000 must be smaller than the 4000 training images of cifar10"),
+    (["--notebooks", "07", "-p", "run_dir={tmp}/nope"], "notebook 07: run_dir='{tmp}/nope' is not a folder"),
+    (["--notebooks", "07", "-p", "run_dir={tmp}"], "run_dir='{tmp}' holds no finished run (no config.json or"),
+    (["--notebooks", "07", "-p", "inspect_images=0"], "notebook 07: inspect_images=0 must be a positive integer"),
+    (["--notebooks", "07", "-p", "pretrained_checkpoint={tmp}/nope.npz"], "no checkpoint at {tmp}/nope.npz"),
+])
+def test_notebook_values_are_checked_by_their_get_config_before_any_runs(tmp_path, capsys, no_notebook_runs, argv,
+                                                                        words):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, err = cli(capsys, "reproduce", "--out", str(tmp_path / "results"), *argv)
+    assert code == 2 and words.replace("{tmp}", str(tmp_path)) in err and err.count("\n") == 1
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_second_reproduce_on_the_same_results_folder_is_refused_naming_the_first(tmp_path, capsys,
+                                                                                   no_notebook_runs):
+    from repro.reproduce import ResultsFolderLock
+
+    out = tmp_path / "results"
+    with ResultsFolderLock(out):
+        code, err = cli(capsys, "reproduce", "--notebooks", "02", "--out", str(out))
+    assert code == 2 and err.count("\n") == 1
+    assert f"results folder {out} is in use by another `repro reproduce` (pid {os.getpid()}" in err
+    assert list(out.iterdir()) == []  # no executed copy, and the lock file went with its holder
+
+
 # ----------------------------------------------------------------------------- issue 20: one line, no traceback
 
 
@@ -586,6 +633,19 @@ def test_disk_full_while_safetensors_writes_the_weights(tmp_path, monkeypatch):
     with pytest.raises(NoSpaceError, match="model.safetensors"):
         save_checkpoint(create_model("ViT-XXS/8", num_classes=10, img_size=32), tmp_path / "model")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_while_reproduce_writes_a_notebook(tmp_path, capsys, monkeypatch):
+    import papermill
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(papermill, "execute_notebook", full)
+    code, err = cli(capsys, "reproduce", "--notebooks", "02", "--out", str(tmp_path / "results"))
+    assert code == 2 and err.count("\n") == 1
+    assert f"while writing the executed notebook {tmp_path}/results/02_position_embeddings/smoke/" \
+           "02_position_embeddings.ipynb; free some space" in err
 
 
 def test_a_random_npz_is_not_a_vit_checkpoint(tmp_path, capsys):

@@ -578,6 +578,34 @@ def error_line(err: str) -> str:
     return lines[-1]
 
 
+def test_a_loss_that_becomes_nan_is_one_line(tmp_path, capsys, monkeypatch):
+    import repro.train as train_module
+
+    def nan_loss(model, images, labels, cfg):
+        return model(images).sum() * float("nan"), torch.zeros((), dtype=torch.long)
+
+    monkeypatch.setitem(train_module.OBJECTIVES, "classification", nan_loss)
+    code, err = cli(capsys, "pretrain", "--scale", "smoke", "steps=2", f"out_dir={tmp_path / 'runs'}")
+    line = error_line(err)
+    assert code == 2 and line.startswith("error: loss became nan by step 2 of ") and "lower the learning rate" in line
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    with pytest.raises(ValueError, match="device='tpu'"):
+        cli_main(["--debug", "pretrain", "--scale", "smoke", "device=tpu"])
+    monkeypatch.setenv("REPRO_DEBUG", "1")
+    with pytest.raises(ValueError, match="device='tpu'"):
+        cli_main(["pretrain", "--scale", "smoke", "device=tpu"])
+
+
+def test_evaluate_a_model_of_another_class_count(tmp_path, capsys):
+    save_checkpoint(create_model("ViT-XXS/8", num_classes=3, img_size=32), tmp_path / "m",
+                    extra={"train_config": {"dataset": "cifar10", "classes": [5, 6, 7]}})
+    code, err = cli(capsys, "evaluate", str(tmp_path / "m"), "--data-dir", "embedded")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "its head has 3 classes but cifar10 has 10 (it was trained on classes [5, 6, 7] of cifar10)" in err
+
+
 class _FillingFile:
     """A file that takes ``room`` bytes, then fails as a full disk does (ENOSPC)."""
 
@@ -648,6 +676,23 @@ def test_disk_full_while_reproduce_writes_a_notebook(tmp_path, capsys, monkeypat
            "02_position_embeddings.ipynb; free some space" in err
 
 
+def test_a_notebook_that_fails_inside_papermill_is_one_line(tmp_path, capsys, monkeypatch):
+    import papermill
+
+    def fail(input_path, output_path, **kwargs):
+        Path(output_path).write_text(json.dumps({"cells": [], "metadata": {"papermill": {}}, "nbformat": 4,
+                                                 "nbformat_minor": 5}))
+        raise papermill.PapermillExecutionError(3, 4, "exp.run(...)", "DataError",
+                                                "decoding failed\nrow 7: not a readable image", ["Traceback ..."])
+
+    monkeypatch.setattr(papermill, "execute_notebook", fail)
+    code, err = cli(capsys, "reproduce", "--notebooks", "02", "--out", str(tmp_path / "results"))
+    copy = tmp_path / "results" / "02_position_embeddings" / "smoke" / "02_position_embeddings.ipynb"
+    assert code == 2 and err.count("\n") == 1 and copy.exists()
+    assert err == (f"error: notebook 02_position_embeddings.ipynb failed in cell [4]: DataError: row 7: not a "
+                   f"readable image; the failed copy, with its traceback, is {copy}\n")
+
+
 def test_a_random_npz_is_not_a_vit_checkpoint(tmp_path, capsys):
     np.savez(tmp_path / "weights.npz", a=np.zeros(3), b=np.ones((2, 2)))
     words = f"{tmp_path / 'weights.npz'}: an .npz file, but not a ViT checkpoint: its arrays (a, b)"
@@ -665,6 +710,19 @@ def test_model_overrides_of_the_wrong_type_name_the_key(tmp_path, capsys, value)
                     f"out_dir={tmp_path / 'runs'}")
     assert code == 2 and err.count("\n") == 1
     assert "representation_size must be an integer or None (ViTConfig)" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_overrides_may_follow_an_option(tmp_path, capsys):
+    from repro.cli import build_parser, parse_args
+
+    args = parse_args(build_parser(), ["pretrain", "steps=2", "--model", "ViT-XXS/8", "lr=0.1", "--scale", "smoke",
+                                       "seed=3"])
+    assert args.model == "ViT-XXS/8" and args.overrides == ["steps=2", "lr=0.1", "seed=3"]
+    code, err = cli(capsys, "pretrain", "--scale", "smoke", "--model", "ViT-Q/16", f"out_dir={tmp_path / 'runs'}")
+    assert code == 2 and "unknown ViT size 'Q'" in err  # the override was taken, the model is what is wrong
+    with pytest.raises(SystemExit):
+        cli_main(["pretrain", "--model", "ViT-XXS/8", "--nosuch", "lr=0.1"])
     assert not (tmp_path / "runs").exists()
 
 

@@ -545,11 +545,15 @@ def test_reproduce_at_paper_scale_needs_a_checkpoint_before_anything_runs(tmp_pa
     (["--notebooks", "07", "-p", "run_dir={tmp}/nope"], "notebook 07: run_dir='{tmp}/nope' is not a folder"),
     (["--notebooks", "07", "-p", "run_dir={tmp}"], "run_dir='{tmp}' holds no finished run (no config.json or"),
     (["--notebooks", "07", "-p", "inspect_images=0"], "notebook 07: inspect_images=0 must be a positive integer"),
+    (["--notebooks", "07", "-p", "run_dir={tmp}/run"], "run/model.safetensors: unknown checkpoint format"),
     (["--notebooks", "07", "-p", "pretrained_checkpoint={tmp}/nope.npz"], "no checkpoint at {tmp}/nope.npz"),
 ])
 def test_notebook_values_are_checked_by_their_get_config_before_any_runs(tmp_path, capsys, no_notebook_runs, argv,
                                                                         words):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    (tmp_path / "run").mkdir()  # a run folder whose weights file is no checkpoint
+    (tmp_path / "run" / "config.json").write_text("{}")
+    (tmp_path / "run" / "model.safetensors").write_bytes(b"garbage")
     code, err = cli(capsys, "reproduce", "--out", str(tmp_path / "results"), *argv)
     assert code == 2 and words.replace("{tmp}", str(tmp_path)) in err and err.count("\n") == 1
     assert not (tmp_path / "results").exists()

@@ -140,6 +140,7 @@ def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, dat
             raise ValueError(f"notebook 07: run_dir={str(run_dir)!r} {why}; give the folder of a finished run "
                              "with its weights, e.g. ../results/01_pretrain_and_transfer/cpu/runs/<run>, or leave "
                              "run_dir out to train one")
+        check_checkpoint_file(folder / "model.safetensors")  # weights that are there but no checkpoint
     if pretrained_checkpoint is not None:
         check_checkpoint_file(pretrained_checkpoint)
     if scale not in PRESETS:

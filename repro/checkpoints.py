@@ -456,6 +456,13 @@ def _sniff(path: Path) -> str:
         if any(n.endswith("data.pkl") for n in names):
             return "torch"      # torch.save's zip container
         if names and all(n.endswith(".npy") for n in names):
+            # Every official array sits under a scope ("embedding/kernel", "Transformer/..."): an .npz without one
+            # is some other numpy archive, said here rather than as a key mismatch after it is read.
+            if not any("/" in n for n in names):
+                raise CheckpointError(
+                    f"{path}: an .npz file, but not a ViT checkpoint: its arrays ({_list([n[:-4] for n in names], 5)}) "
+                    "have none of the official google-research/vision_transformer names (e.g. embedding/kernel, "
+                    "Transformer/encoderblock_0/...)")
             return "official-npz"
     elif head[:1] == b"\x80":  # a bare pickle: torch.save(..., _use_new_zipfile_serialization=False)
         return "torch"
@@ -688,11 +695,18 @@ def recorded_weights_digest(path: PathLike) -> Optional[str]:
         return None
 
 
+def check_checkpoint_file(path: PathLike) -> str:
+    """That ``path`` names a checkpoint of a known format, from its first bytes (and a zip's names), without
+    reading the weights; returns the format. FileNotFoundError or CheckpointError naming the file otherwise."""
+    return _sniff(resolve_checkpoint_path(path))
+
+
 def load_checkpoint_meta(path: PathLike) -> dict:
     """The JSON written by :func:`save_checkpoint` (format, config, variant_name, extra)."""
     weights = resolve_checkpoint_path(path)
     meta = _read_own_meta(weights)
     if meta is None:
+        _sniff(weights)  # a file that is no checkpoint at all (a random .npz, garbage) is named as such first
         raise CheckpointError(f"{path}: no {_sidecar_json(weights).name} of this project's format beside "
                               f"{weights.name}; load the weights into a model with load_checkpoint instead")
     return meta

@@ -10,11 +10,15 @@ import argparse
 import ast
 import dataclasses
 import json
+import os
 import sys
 import typing
 from typing import Any, Optional, Sequence
 
 from .scales import SCALES, get_scale
+
+# Set to 1 to see the traceback of an error instead of its one line (as --debug does).
+DEBUG_ENV = "REPRO_DEBUG"
 
 
 def _coerce(key: str, text: str, hint: Any) -> Any:
@@ -125,6 +129,7 @@ def _evaluate_command(args) -> int:
     # The run's own settings: its seed carved its held-out split, its decode size fed the model.
     run_cfg = load_checkpoint_meta(args.checkpoint).get("extra", {}).get("train_config", {})
     seed, data_image_size = run_cfg.get("seed", 0), run_cfg.get("data_image_size")
+    check_head_fits(args.checkpoint, model, args.dataset, run_cfg)
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     splits = data_lib.get_datasets(args.dataset, data_dir=args.data_dir, image_size=data_image_size, seed=seed,
@@ -136,6 +141,23 @@ def _evaluate_command(args) -> int:
     metrics = evaluate(model, loader, TrainConfig(), device)
     print(json.dumps({"checkpoint": args.checkpoint, "dataset": args.dataset, "split": args.split, **metrics}, indent=2))
     return 0
+
+
+def check_head_fits(checkpoint: str, model, dataset: str, run_cfg: dict) -> None:
+    """A ValueError when the model's classifier has another number of classes than ``dataset`` (its labels
+    would index past the head), naming both and what the model was trained on."""
+    from . import data as data_lib
+
+    head = getattr(getattr(model, "cfg", None), "num_classes", None)
+    classes = data_lib.get_info(dataset).num_classes
+    if head is None or head == classes:
+        return
+    trained = run_cfg.get("dataset")
+    if run_cfg.get("classes"):
+        trained = f"classes {list(run_cfg['classes'])} of {trained}"
+    raise ValueError(f"{checkpoint}: its head has {head} classes but {dataset} has {classes}"
+                     + (f" (it was trained on {trained})" if trained else "")
+                     + "; evaluate it on a data set with its classes")
 
 
 def notebook_parameter_pairs(groups: Sequence[Sequence[str]]) -> list[tuple[str, str]]:
@@ -173,11 +195,16 @@ def _summary_command(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m repro", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the full traceback of an error (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
+    # --debug after the command too (``pretrain --debug ...``); SUPPRESS keeps the top-level value otherwise.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     scales = list(SCALES)
     for name, text in (("pretrain", "pre-train from scratch with the paper's recipe (App. B.1)"),
                        ("finetune", "fine-tune a checkpoint with the paper's recipe (App. B.1.1)")):
-        p = sub.add_parser(name, help=text, description=text + ". Overrides are TrainConfig fields, e.g. lr=0.01 steps=500.")
+        p = sub.add_parser(name, parents=[common], help=text, description=text + ". Overrides are TrainConfig fields, e.g. lr=0.01 steps=500.")
         p.add_argument("--model", help="variant name, e.g. ViT-B/16, R50x1, R50+ViT-B/16 (default: the scale's ViT)")
         p.add_argument("--scale", default="cpu", choices=scales, help="fills in sizes and steps (default: cpu)")
         if name == "finetune":
@@ -186,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "split, then train again with it on the whole training split (App. B.1.1)")
         p.add_argument("overrides", nargs="*", metavar="key=value")
         p.set_defaults(func=_train_command)
-    p = sub.add_parser("evaluate", help="top-1 of a saved model on a split",
+    p = sub.add_parser("evaluate", parents=[common], help="top-1 of a saved model on a split",
                        description="Top-1 accuracy and loss of a repro checkpoint (model.safetensors + model.json).")
     p.add_argument("checkpoint")
     p.add_argument("--dataset", default="cifar10")
@@ -195,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-examples", type=int)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_evaluate_command)
-    p = sub.add_parser("reproduce", help="run every notebook through papermill at a scale",
+    p = sub.add_parser("reproduce", parents=[common], help="run every notebook through papermill at a scale",
                        description="Run notebooks/*.ipynb at a scale; executed copies, tables and figures go to results/.")
     p.add_argument("--scale", default="smoke", choices=scales)
     p.add_argument("--out", default="results")
@@ -216,15 +243,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run one command; bad input of any kind is one ``error: ...`` line on stderr and exit status 2, no traceback."""
-    from .train import RunDirBusy
+def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """``parser.parse_args``, but ``key=value`` overrides may also follow an option (``pretrain --model ViT-B/16
+    lr=0.01 --scale cpu steps=5``): argparse fills the ``overrides`` positional once, from the first run of
+    positionals, and would call the later ones unrecognized arguments."""
+    args, rest = parser.parse_known_args(argv)
+    if rest and hasattr(args, "overrides") and all("=" in word and not word.startswith("-") for word in rest):
+        args.overrides = [*args.overrides, *rest]
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
 
-    args = build_parser().parse_args(argv)
+
+def one_line(err: BaseException) -> str:
+    """An error's message as one line (a message that spans lines is joined with '; ')."""
+    return "; ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; bad input of any kind is one ``error: ...`` line on stderr and exit status 2, no traceback
+    (``--debug`` or ``REPRO_DEBUG=1`` shows the traceback instead)."""
+    args = parse_args(build_parser(), argv)
+    from .reproduce import NotebookFailed
+    from .train import NonFiniteLoss, RunDirBusy
+
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError, RunDirBusy) as err:  # OSError: a missing file, no permission, disk full
-        print(f"error: {err}", file=sys.stderr)
+    # OSError: a missing file, no permission, disk full; NonFiniteLoss: a loss that became NaN or inf.
+    except (ValueError, TypeError, OSError, RunDirBusy, NonFiniteLoss, NotebookFailed) as err:
+        if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
 
 

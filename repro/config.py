@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -284,7 +285,36 @@ def apply_overrides(cfg: ModelConfig, overrides: dict) -> ModelConfig:
         raise TypeError(f"unknown override(s) {unknown} for {type(cfg).__name__}; valid: {sorted(valid)}")
     if "img_size" in overrides:
         overrides = {**overrides, "img_size": to_2tuple(overrides["img_size"])}
+    _check_override_types(cfg, overrides)
     return dataclasses.replace(cfg, **overrides)
+
+
+def _check_override_types(cfg: ModelConfig, overrides: dict) -> None:
+    """A TypeError naming the key and the type its config field wants, for a value of another type (e.g.
+    ``representation_size=1.5`` or ``"64"``), instead of an error deep inside the model's constructor."""
+    hints = typing.get_type_hints(type(cfg))
+    for key, value in overrides.items():
+        hint = hints[key]
+        optional = typing.get_origin(hint) is Union and type(None) in typing.get_args(hint)
+        if optional:
+            if value is None:
+                continue
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        base = typing.get_origin(hint) or hint
+        if base is int:
+            ok, wanted = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif base is float:
+            ok, wanted = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif base is str:
+            ok, wanted = isinstance(value, str), "a string"
+        elif base is tuple:
+            ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            wanted = "a list of integers"
+        else:
+            continue
+        if not ok:
+            raise TypeError(f"model override {key}={value!r} ({type(value).__name__}): {key} must be {wanted}"
+                            f"{' or None' if optional else ''} ({type(cfg).__name__})")
 
 
 def _field_names(cfg) -> set[str]:

@@ -380,6 +380,8 @@ class ImageArrays:
     name: str
     split: str
     source: str
+    # sha1 of the whole decoded split these images were taken from (``content_checksum``; subsets keep it)
+    checksum: Optional[str] = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -762,7 +764,7 @@ def load_split(name: str, split: str, *, data_dir: Union[str, os.PathLike, None]
     img_path, lab_path, meta_path = (stem.with_name(stem.name + s) for s in (".images.npy", ".labels.npy", ".json"))
     desc = f"decode {name}/{raw_split}"
 
-    images = labels = None
+    images = labels = checksum = None
     if meta_path.exists():
         problem = _cache_problem(meta_path, {"images": img_path, "labels": lab_path})
         if problem is None:
@@ -770,6 +772,8 @@ def load_split(name: str, split: str, *, data_dir: Union[str, os.PathLike, None]
             # that) while the file stays untouched and pages load on demand.
             images = np.load(img_path, mmap_mode="c")
             labels = np.load(lab_path)
+            # Recorded when the entry was written (and the files were just checked against their checksums).
+            checksum = json.loads(meta_path.read_text()).get("content_sha1")
         else:
             warnings.warn(f"decode cache {stem.name} is damaged ({problem}); decoding {name}/{raw_split} again",
                           stacklevel=2)
@@ -795,15 +799,65 @@ def load_split(name: str, split: str, *, data_dir: Union[str, os.PathLike, None]
             finally:
                 tmp.unlink(missing_ok=True)
             atomic_write(lab_path, lambda p: _save_npy(p, labels), what="the decode cache")
+            images = np.load(img_path, mmap_mode="c")
+            checksum = content_checksum(images, labels)  # once, while the pages are still in memory
             meta = {"key": json.loads(key), "source": src.description, "num_rows": plan.num_rows,
+                    "content_sha1": checksum,
                     "files": {"images": _file_record(img_path), "labels": _file_record(lab_path)}}
             # The .json is written last: its presence marks a complete entry.
             atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=1)), what="the decode cache")
-            images = np.load(img_path, mmap_mode="c")
 
     labels = np.asarray(labels, dtype=np.int64)
+    if checksum is None:  # decoded into memory only, or a cache entry written before checksums were recorded
+        checksum = content_checksum(images, labels)
     return ImageArrays(images=torch.from_numpy(images), labels=torch.from_numpy(labels),
-                       num_classes=info.num_classes, name=name, split=split, source=src.description)
+                       num_classes=info.num_classes, name=name, split=split, source=src.description,
+                       checksum=checksum)
+
+
+def content_checksum(images: np.ndarray, labels: np.ndarray) -> str:
+    """sha1 of a decoded split: its shape, labels and pixels (whole up to 256 MiB; beyond, 64 evenly spread
+    64 KiB blocks of the pixels, as ``_checksum`` does for files, so that it stays instant for ImageNet).
+
+    Of the arrays, not of the cache files, so that a split decoded into memory only has the same checksum.
+    It tells one data set from another (``fingerprint``); it is no defence against deliberate tampering.
+    """
+    h = hashlib.sha1(json.dumps([list(images.shape), str(images.dtype)]).encode())
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    flat = np.ascontiguousarray(images).reshape(-1).view(np.uint8)
+    if flat.size <= _FULL_HASH_BYTES:
+        h.update(memoryview(flat))
+    else:
+        step = (flat.size - _SAMPLE_BYTES) // (_SAMPLE_BLOCKS - 1)
+        for k in range(_SAMPLE_BLOCKS):
+            h.update(flat[k * step:k * step + _SAMPLE_BYTES].tobytes())
+    return h.hexdigest()
+
+
+def fingerprint(splits: dict[str, "ImageArrays"]) -> dict[str, dict]:
+    """What identifies the data of a run: per split, its number of images and the checksum of the decoded
+    split it was taken from (``ImageArrays.checksum``). Two data folders with other images, or another number
+    of them, give other fingerprints; a copy of the same data in another folder gives the same one."""
+    return {name: {"images": len(arrays), "sha1": (arrays.checksum or "")[:16]} for name, arrays in splits.items()}
+
+
+def local_split_size(name: str, data_dir: Union[str, os.PathLike, None] = None, split: str = "train") -> Optional[int]:
+    """The number of images in a split of ``name`` when a copy is on this machine (``data_dir``, the embedded
+    copy, or ``$REPRO_DATA_DIR/<name>``), read from parquet footers or a folder listing without decoding; None
+    when no local copy is found (the hub is not asked: this is for checks that must stay instant)."""
+    info = get_info(name)
+    try:
+        if data_dir is not None:
+            src = resolve_source(name, data_dir)
+        else:
+            env = os.environ.get("REPRO_DATA_DIR")
+            root = Path(env).expanduser() / name if env else None
+            src = _local_source(root, info, f"$REPRO_DATA_DIR/{name}") if root and root.is_dir() else None
+        if src is None:
+            return None
+        return _plan(src, info, {"train": info.train_split, "test": info.test_split}.get(split, split)).num_rows
+    except (DatasetNotFoundError, DataError, OSError):
+        return None
 
 
 # --------------------------------------------------------------------------- splits and subsets

@@ -28,8 +28,15 @@ class NoSpaceError(OSError):
 
 
 def is_no_space(err: BaseException) -> bool:
-    """True for ENOSPC (disk full) and EDQUOT (quota exceeded)."""
-    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+    """True for ENOSPC (disk full) and EDQUOT (quota exceeded).
+
+    Also for the errors of writers that are not Python's own file objects and report the OS error only in
+    their text: safetensors (Rust) raises ``SafetensorError: ... No space left on device (os error 28)``.
+    """
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(err)
+    return any(f"(os error {code})" in text for code in (errno.ENOSPC, errno.EDQUOT))
 
 
 def _umask() -> int:

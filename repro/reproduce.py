@@ -11,14 +11,19 @@ papermill metadata holds repository-relative paths.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
+import inspect
 import json
 import os
 import re
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Iterable, Optional
+
+from .train import RunDirBusy, RunDirLock
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -31,14 +36,19 @@ def list_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
     return found
 
 
+def experiment_module(notebook: Path) -> Optional[ModuleType]:
+    """The experiment module a notebook imports (``from repro.experiments import <module> as exp``), or None."""
+    match = re.search(r"from repro\.experiments import (\w+) as exp", Path(notebook).read_text())
+    return importlib.import_module(f"repro.experiments.{match.group(1)}") if match else None
+
+
 def scale_refusal(notebook: Path, scale: str) -> Optional[str]:
     """Why ``notebook`` does not run at ``scale``, or None when it does: its experiment module (the notebook's
     ``from repro.experiments import <module> as exp``) is asked for its config at that scale, which raises a
     ValueError naming the scales it has (e.g. notebook 02 at ``paper``: Table 8 needs JFT-300M)."""
-    match = re.search(r"from repro\.experiments import (\w+) as exp", Path(notebook).read_text())
-    if match is None:
+    module = experiment_module(notebook)
+    if module is None:
         return None
-    module = importlib.import_module(f"repro.experiments.{match.group(1)}")
     try:
         module.get_config(scale)
     except ValueError as err:
@@ -117,9 +127,103 @@ def check_parameters(notebook: Path, parameters: dict) -> None:
         check_writable(parameters["out_dir"], "results folder (out_dir)")
 
 
+def check_values(notebook: Path, scale: str, parameters: dict) -> None:
+    """Ask the notebook's experiment module for its config with the values the notebook will run with (its
+    declared defaults, replaced by ``parameters``), so that a value of the right type but out of range
+    (``lrs=[]``, ``sizes=[100, -5]``, ``inspect_images=0``, a ``run_dir`` that holds no run, no
+    ``pretrained_checkpoint`` at paper scale) is refused by its ``get_config`` before any notebook runs.
+
+    ``get_config`` gets the parameters it names (and, when it takes ``**overrides``, those of its preset); the
+    rest (``out_dir``, ``device``...) are the notebook's own. Relative paths are read from the notebook's
+    folder, the kernel's working directory. Raises a one-line ValueError or TypeError naming the notebook.
+    """
+    import papermill as pm
+
+    from .train import check_device_name
+
+    module = experiment_module(notebook)
+    if module is None:
+        return
+    values = {}
+    for key, declared in pm.inspect_notebook(str(notebook)).items():
+        with contextlib.suppress(ValueError, SyntaxError):
+            values[key] = ast.literal_eval(declared["default"])
+    values.update(parameters)
+    signature = inspect.signature(module.get_config).parameters
+    named = {name for name, p in signature.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    if any(p.kind is p.VAR_KEYWORD for p in signature.values()):
+        named |= set(getattr(module, "PRESETS", {}).get(scale, {}))
+    kwargs = {key: value for key, value in values.items() if key in named - {"scale"}}
+    try:
+        if isinstance(values.get("device"), str):
+            check_device_name(values["device"])
+        with contextlib.chdir(notebook.parent):
+            module.get_config(scale, **kwargs)
+    except (ValueError, TypeError, OSError) as err:  # OSError: a checkpoint file that is not there
+        text = " ".join(str(err).split())
+        named = text.startswith(f"notebook {notebook.stem[:2]}")  # get_config's messages name their notebook
+        raise (TypeError if isinstance(err, TypeError) else ValueError)(
+            text if named else f"{notebook.name}: {text}") from err
+
+
+def _notebook_parameters(notebook: Path, scale: str, out_dir: Path, extra_parameters: Optional[dict]) -> dict:
+    """The parameters ``run_notebooks`` gives a notebook: the scale, ``out_dir`` relative to the notebook's
+    folder (its kernel's working directory), and the caller's."""
+    relative_out = Path(os.path.relpath(Path(out_dir).resolve(), notebook.parent)).as_posix()
+    return {"scale": scale, "out_dir": relative_out, **(extra_parameters or {})}
+
+
+def check_notebooks(notebooks: list[Path], scale: str, out_dir: Path, extra_parameters: Optional[dict]) -> None:
+    """Check the parameters of every notebook (``check_parameters``: names and types; ``check_values``: their
+    experiment's ranges) before the first one runs, so that a bad value for the third notebook is not found
+    after the first two have run. The first problem is raised as one line that names the other notebooks
+    with problems too."""
+    problems = []
+    for nb in notebooks:
+        parameters = _notebook_parameters(nb, scale, out_dir, extra_parameters)
+        try:
+            check_parameters(nb, parameters)
+            check_values(nb, scale, parameters)
+        except (ValueError, TypeError, OSError) as err:
+            problems.append((nb, err))
+    if len(problems) == 1:
+        raise problems[0][1]
+    if problems:
+        first = problems[0][1]
+        others = ", ".join(nb.stem for nb, _ in problems[1:])
+        raise ValueError(f"{first} (and a problem with the parameters of {others})") from first
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised an error inside papermill; the message names the notebook, the last line of its error
+    and the executed copy that holds the whole traceback."""
+
+    def __init__(self, notebook: Path, copy: Path, err: Exception):
+        lines = [line.strip() for line in str(getattr(err, "evalue", "") or "").splitlines() if line.strip()]
+        ename = getattr(err, "ename", type(err).__name__)
+        cell = getattr(err, "exec_count", None)
+        super().__init__(f"notebook {notebook.name} failed{f' in cell [{cell}]' if cell else ''}: {ename}"
+                         f"{': ' + lines[-1] if lines else ''}; the failed copy, with its traceback, is {copy}")
+
+
+class ResultsFolderLock(RunDirLock):
+    """An exclusive lock on a results folder for as long as one ``reproduce`` writes there
+    (``<out>/.reproduce.lock``, an flock the kernel drops when its holder dies); a second ``reproduce`` on the
+    same folder gets ``RunDirBusy`` naming the holder's pid, before it writes anything."""
+
+    def __init__(self, out_dir: Path):
+        super().__init__(out_dir)
+        self.path = Path(out_dir) / ".reproduce.lock"
+
+    def busy_error(self) -> RunDirBusy:
+        return RunDirBusy(f"results folder {self.path.parent} is in use by another `repro reproduce` "
+                          f"({self.holder(self.path)}); wait for it to finish or stop it, or give another --out")
+
+
 def portable_executed_notebook(path: Path) -> None:
     """Rewrite papermill's ``input_path`` / ``output_path`` in an executed notebook's metadata relative to the
     repository, so the committed copy names no folder of the machine that ran it."""
+    from .fileio import atomic_write_text
     from .results import repo_relative
 
     nb = json.loads(path.read_text())
@@ -127,7 +231,7 @@ def portable_executed_notebook(path: Path) -> None:
     for key in ("input_path", "output_path"):
         if meta.get(key):
             meta[key] = repo_relative(meta[key])
-    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")  # a full disk names the file
 
 
 def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Optional[Iterable[str]] = None,
@@ -139,16 +243,19 @@ def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Opt
     were asked for, and is an error, before anything runs, when it was asked for by name.
 
     With ``redraw`` nothing is trained: the notebooks rebuild their tables, claims and figures from the finished
-    runs' files (``repro.train.redraw_only``). After the notebooks, ``<out_dir>/SUMMARY.md`` is rebuilt from every
-    notebook's claims (``repro.summary.write_summary``).
+    runs' files (``repro.train.redraw_only``). Before the first notebook runs, the parameters of every one are
+    checked (``check_notebooks``) and the results folder is locked (``ResultsFolderLock``: a second ``reproduce``
+    on it is refused). After the notebooks, ``<out_dir>/SUMMARY.md`` is rebuilt from every notebook's claims
+    (``repro.summary.write_summary``).
 
-    Returns the executed copies. A failing notebook stops the run with papermill's error, after its
-    partial executed copy has been written (so the failing cell can be read there). ``stream_output``
+    Returns the executed copies. A failing notebook stops the run with ``NotebookFailed`` (its name, the last
+    line of its error, the path of its partial executed copy, where the failing cell can be read). ``stream_output``
     echoes each notebook's printed output (a dozen progress lines, see ``repro.progress``) to this process's
     stdout/stderr as it comes.
     """
     import papermill as pm
 
+    from .fileio import NoSpaceError, is_no_space
     from .progress import PROGRESS_ENV
     from .scales import get_scale
     from .summary import write_summary
@@ -168,8 +275,10 @@ def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Opt
     selected = [nb for nb in selected if nb.stem not in refused]
     if not selected:
         raise ValueError(f"no notebook runs at scale {scale!r}")
+    check_notebooks(selected, scale, out_dir, extra_parameters)  # every notebook's, before the first one runs
     out_dir = Path(out_dir).resolve()
     executed = []
+    lock = ResultsFolderLock(out_dir).__enter__()  # a second reproduce on this folder stops here, writing nothing
     # The kernels inherit this process's environment: progress as printed lines, which papermill can stream
     # (tqdm's widgets would go to a front end that is not there and bloat the executed copy).
     previous = {name: os.environ.get(name) for name in (PROGRESS_ENV, REDRAW_ENV)}
@@ -192,6 +301,12 @@ def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Opt
                                     kernel_name=kernel_name, progress_bar=not stream_output,
                                     stdout_file=sys.stdout if stream_output else None,
                                     stderr_file=sys.stderr if stream_output else None)
+            except pm.PapermillExecutionError as err:
+                raise NotebookFailed(nb, target, err) from err
+            except OSError as err:
+                if is_no_space(err):  # papermill's own [Errno 28] names no file
+                    raise NoSpaceError(target, "the executed notebook") from err
+                raise
             finally:
                 if target.exists():
                     portable_executed_notebook(target)
@@ -203,5 +318,9 @@ def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Opt
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    print(f"[reproduce] {write_summary(out_dir)}", flush=True)
+        try:
+            if len(executed) == len(selected):  # every notebook ran: the summary is rebuilt while the folder is ours
+                print(f"[reproduce] {write_summary(out_dir)}", flush=True)
+        finally:
+            lock.__exit__(None, None, None)
     return executed

@@ -169,6 +169,26 @@ class TrainConfig:
         for key in sorted(set(self.model_overrides) & set(owned)):
             raise ValueError(f"model_overrides may not set {key}: {owned[key]}")
         check_device_name(self.device)
+        self._check_used()
+
+    # Fields that only masked patch prediction reads, at their defaults.
+    _MPP_ONLY = {"mpp_target": "mean_color", "mpp_corrupt_rate": 0.5}
+
+    def _check_used(self) -> None:
+        """Refuse values that this run would ignore: the masked-patch options of a classification run, label
+        smoothing of a masked-patch run (its loss is not a smoothed cross-entropy), a boolean as a class id."""
+        if self.objective != "mpp":
+            unused = [f"{key}={getattr(self, key)!r}" for key, default in self._MPP_ONLY.items()
+                      if getattr(self, key) != default]
+            if unused:
+                raise ValueError(f"{', '.join(unused)}: only masked patch prediction reads it; add objective='mpp' "
+                                 f"or leave it out (objective={self.objective!r})")
+        elif self.label_smoothing:
+            raise ValueError(f"label_smoothing={self.label_smoothing}: masked patch prediction does not smooth its "
+                             "targets; leave label_smoothing at 0 with objective='mpp'")
+        if self.classes is not None and not all(isinstance(c, int) and not isinstance(c, bool) for c in self.classes):
+            raise ValueError(f"classes={list(self.classes)}: class ids are integers, e.g. classes=[5, 6, 7] "
+                             "(True and False are not class ids)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -368,8 +388,41 @@ def environment(device: torch.device, cfg: TrainConfig, dist: Distributed) -> di
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save through a temp file and a rename: a crash never leaves half a checkpoint."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """torch.save through a temp file and a rename: a crash never leaves half a checkpoint.
+
+    torch's C++ writer reports a failed write (a full disk) only as ``RuntimeError: [enforce fail at
+    inline_container.cc] ... unexpected pos``, so it writes through a Python file object here that keeps the
+    OSError behind it; that is raised instead, and ``atomic_write`` turns ENOSPC into a NoSpaceError naming
+    the file.
+    """
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            sink = _KeepWriteError(f)
+            try:
+                torch.save(obj, sink)
+            except RuntimeError:
+                if sink.error is not None:
+                    raise sink.error from None
+                raise
+
+    atomic_write(path, write, what="the checkpoint")
+
+
+class _KeepWriteError:
+    """A writable file that remembers the OSError of a failed write (torch's writer swallows it)."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 class MetricsLog:
@@ -667,6 +720,7 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
     dist, device = setup_distributed(cfg.device)
     if final_path.exists():
         if (run_dir / "model.safetensors").exists():
+            check_finished_run_data(cfg, run_dir)  # handed back only for the data it was trained on
             return run_dir  # finished before: runs are addressed by their config
         # Its metrics are here but not its weights (they are not committed): train it again, from scratch.
         if dist.is_main:
@@ -680,12 +734,9 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
         from .streaming import make_shard_loaders
         train_loader, eval_loaders, data_source = make_shard_loaders(cfg, device, dist.rank, dist.world_size)
     else:
-        splits = data_lib.get_datasets(
-            cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.data_image_size, seed=cfg.seed,
-            heldout=cfg.heldout, max_train=cfg.max_train, max_test=cfg.max_test, source=source,
-            classes=cfg.classes, train_part=cfg.train_part, target_size=cfg.target_size,
-            heldout_size=cfg.heldout_size,
-        )
+        splits = decode_splits(cfg, source)
+        data_source = describe_data(cfg, source, splits)
+        check_data_fingerprint(run_dir, data_source)  # a checkpoint of a run on other data is not resumed
         train_data = splits["train"]
         resize_to = resize_target(cfg.image_size, train_data)
         train_loader = DeviceLoader(
@@ -698,10 +749,7 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
                                image_size=resize_to)
             for name, arrays in splits.items() if name == "val" or (name == "test" and cfg.eval_on_test)
         }
-        # Portable (no absolute path) and complete: where the data came from and how many images each split has.
-        data_source = {**source.record(), "images": {name: len(arrays) for name, arrays in splits.items()},
-                       **({"classes": list(cfg.classes)} if cfg.classes is not None else {}),
-                       **({"train_part": cfg.train_part} if cfg.train_part is not None else {})}
+    check_full_batch(cfg, train_loader)  # before the run directory is made: a run that cannot train writes nothing
     num_classes = train_loader.num_classes
 
     torch.manual_seed(cfg.seed)  # model init
@@ -864,6 +912,98 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
     if dist.world_size > 1:
         torch.distributed.barrier()
     return run_dir
+
+
+def decode_splits(cfg: TrainConfig, source: "data_lib.Source") -> dict[str, "data_lib.ImageArrays"]:
+    """The decoded splits of ``cfg`` (``repro.data.get_datasets``: train, val when held out, test)."""
+    return data_lib.get_datasets(
+        cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.data_image_size, seed=cfg.seed,
+        heldout=cfg.heldout, max_train=cfg.max_train, max_test=cfg.max_test, source=source,
+        classes=cfg.classes, train_part=cfg.train_part, target_size=cfg.target_size, heldout_size=cfg.heldout_size,
+    )
+
+
+def describe_data(cfg: TrainConfig, source: "data_lib.Source", splits: dict) -> dict:
+    """The "start" event's ``data_source``: portable (no absolute path) and complete. Where the data came from
+    (the last two parts of a local folder tell two folders apart), how many images each split has, and the
+    data's ``fingerprint``, which a later run of the same config compares (``check_data_fingerprint``)."""
+    record = {**source.record(), "images": {name: len(arrays) for name, arrays in splits.items()},
+              **({"classes": list(cfg.classes)} if cfg.classes is not None else {}),
+              **({"train_part": cfg.train_part} if cfg.train_part is not None else {})}
+    if source.kind in ("parquet", "imagefolder", "embedded"):
+        record["folder"] = ".../" + "/".join(Path(source.location).parts[-2:])
+    record["fingerprint"] = data_lib.fingerprint(splits)
+    return record
+
+
+class DataMismatch(ValueError):
+    """A run of the same config exists, trained on other data (another folder with other images)."""
+
+
+def recorded_data_source(run_dir: Path) -> Optional[dict]:
+    """The ``data_source`` of a run's "start" event (None when there is none, or it is from before records)."""
+    start = next((r for r in read_jsonl(Path(run_dir) / "metrics.jsonl") if r.get("event") == "start"), {})
+    record = start.get("data_source")
+    return record if isinstance(record, dict) else None
+
+
+def _data_words(record: dict) -> str:
+    """A data record as a few words for an error message: source, folder, images and checksum per split."""
+    splits = ", ".join(f"{name} {v.get('images')} images sha1 {str(v.get('sha1'))[:8]}"
+                       for name, v in (record.get("fingerprint") or {}).items())
+    where = " ".join(str(record[k]) for k in ("description", "folder") if record.get(k))
+    return f"{where or '?'} ({splits})"
+
+
+def check_data_fingerprint(run_dir: Path, data_source: Optional[dict]) -> None:
+    """Refuse to hand back or resume the run in ``run_dir`` for other data than it was trained on.
+
+    A run's name does not depend on which local folder holds its data (a copy of a data set is the same data
+    wherever it lies), so ``data_dir=A`` and ``data_dir=B`` name the same run; its "start" event records the
+    data's fingerprint (``describe_data``), compared here with ``data_source`` of the data just decoded. Checked
+    when the run holds something that would be reused (``checkpoint.pt``, or final metrics with weights);
+    runs recorded before fingerprints existed, and shard-streamed data, are not checked. Raises a one-line
+    ``DataMismatch`` naming both data sources and the fixes.
+    """
+    current = (data_source or {}).get("fingerprint")
+    run_dir = Path(run_dir)
+    finished = (run_dir / "final.json").exists() and (run_dir / "model.safetensors").exists()
+    if current is None or not (finished or (run_dir / "checkpoint.pt").exists()):
+        return
+    recorded = recorded_data_source(run_dir)
+    if not recorded or recorded.get("fingerprint") in (None, current):
+        return
+    raise DataMismatch(f"{run_dir} holds a run of this config on other data: {_data_words(recorded)}; this run "
+                       f"reads {_data_words(data_source)}. Its results are not handed back for other data: give "
+                       f"this data another out_dir, or delete {run_dir} to train it again")
+
+
+def check_finished_run_data(cfg: TrainConfig, run_dir: Path) -> None:
+    """``check_data_fingerprint`` for a finished run about to be handed back: decodes ``cfg``'s data (from the
+    decode cache) only when the run recorded a fingerprint; a run recorded before, or streamed from shards,
+    is handed back as it is."""
+    recorded = recorded_data_source(run_dir)
+    if cfg.data_format == "shards" or not (recorded and recorded.get("fingerprint")):
+        return
+    source = data_lib.resolve_source(cfg.dataset, cfg.data_dir)
+    check_data_fingerprint(run_dir, describe_data(cfg, source, decode_splits(cfg, source)))
+
+
+def check_full_batch(cfg: TrainConfig, train_loader) -> None:
+    """A ValueError naming the training images, the batch and the settings that chose them when the training
+    set makes no full batch (the loop drops a last partial batch, so it would have nothing to train on)."""
+    if train_loader.steps_per_epoch > 0:
+        return
+    chosen = {"max_train": None, "classes": None, "train_part": None}
+    picked = [f"{key}={getattr(cfg, key)!r}" for key, default in chosen.items() if getattr(cfg, key) != default]
+    if cfg.train_part is not None:
+        picked.append(f"target_size={cfg.target_size}")
+    if cfg.heldout:
+        picked.append("heldout=True")
+    n = train_loader.num_examples
+    raise ValueError(f"the training set has {n} image{'s' if n != 1 else ''}, which make no full batch of "
+                     f"batch_size={cfg.batch_size}" + (f" (chosen by {', '.join(picked)})" if picked else "")
+                     + f"; lower batch_size to at most {n} or train on more images")
 
 
 def resize_target(image_size: int, data: "data_lib.ImageArrays") -> Optional[int]:

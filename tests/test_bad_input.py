@@ -24,7 +24,7 @@ from repro.cli import main as cli_main
 from repro.data import DataError, load_split
 from repro.fileio import NoSpaceError, atomic_write, atomic_write_text
 from repro.models import create_model
-from repro.train import ResumeError, RunDirBusy, RunDirLock, TrainConfig, atomic_torch_save, train
+from repro.train import DataMismatch, ResumeError, RunDirBusy, RunDirLock, TrainConfig, atomic_torch_save, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -436,3 +436,310 @@ def test_cli_read_only_results_folder(tmp_path, capsys, monkeypatch):
     finally:
         out.chmod(0o700)
     assert code == 2 and "results folder (out_dir)" in err and "not writable" in err
+
+
+# ----------------------------------------------------------------------------- issue 20: another data set's results
+
+
+def _start_event(run_dir: Path) -> dict:
+    return next(r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+                if r["event"] == "start")
+
+
+def _two_data_folders(tmp_path) -> tuple[Path, Path]:
+    """Two local copies of "cifar10" with other images and other counts (the issue's data_dir=A, data_dir=B)."""
+    a = parquet_dir(tmp_path / "A", n=40)
+    b = parquet_dir(tmp_path / "B", n=48, train_blobs=[png(k + 50) for k in range(48)],
+                    train_labels=[k % 10 for k in range(48)])
+    return a, b
+
+
+def test_a_finished_run_is_not_handed_back_for_another_data_folder(tmp_path):
+    a, b = _two_data_folders(tmp_path)
+    run_dir = train(tiny(tmp_path, data_dir=str(a), max_train=None), progress=False)
+    assert tiny(tmp_path, data_dir=str(b), max_train=None).run_dir == run_dir  # the name ignores the folder
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    with pytest.raises(DataMismatch, match=r"other data: local parquet data_dir \.\.\./.*/A \(train 39 images.*"
+                                           r"reads local parquet data_dir \.\.\./.*/B \(train 47 images.*"
+                                           r"another out_dir, or delete"):
+        train(tiny(tmp_path, data_dir=str(b), max_train=None), progress=False)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before  # nothing of the run was touched
+    import shutil
+    shutil.copytree(a, tmp_path / "A2")  # the same data in another folder is the same run
+    assert train(tiny(tmp_path, data_dir=str(tmp_path / "A2"), max_train=None), progress=False) == run_dir
+    fingerprint = _start_event(run_dir)["data_source"]["fingerprint"]
+    assert set(fingerprint) == {"train", "val", "test"} and fingerprint["train"]["images"] == 39
+
+
+def test_a_checkpoint_is_not_resumed_on_another_data_folder(tmp_path):
+    a, b = _two_data_folders(tmp_path)
+
+    def stop(step, record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path, data_dir=str(a), max_train=None), callback=stop, progress=False)
+    run_dir = tiny(tmp_path, data_dir=str(a), max_train=None).run_dir
+    metrics = (run_dir / "metrics.jsonl").read_text()
+    with pytest.raises(DataMismatch, match="/A .*/B "):
+        train(tiny(tmp_path, data_dir=str(b), max_train=None), progress=False)
+    assert (run_dir / "checkpoint.pt").exists() and (run_dir / "metrics.jsonl").read_text() == metrics
+
+
+def test_a_run_recorded_before_fingerprints_is_still_reused(tmp_path):
+    """Committed runs have no fingerprint: they are reused as before (not checked), under their old names."""
+    a, b = _two_data_folders(tmp_path)
+    run_dir = train(tiny(tmp_path, data_dir=str(a), max_train=None), progress=False)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for r in records:
+        r.get("data_source", {}).pop("fingerprint", None)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert train(tiny(tmp_path, data_dir=str(b), max_train=None), progress=False) == run_dir
+
+
+def test_the_checksum_is_of_the_decoded_arrays_and_read_back_from_the_cache(tmp_path):
+    root = parquet_dir(tmp_path / "d")
+    first = load_split("cifar10", "train", data_dir=root)  # decoded, cache written
+    again = load_split("cifar10", "train", data_dir=root)  # read from the cache
+    assert first.checksum == again.checksum == data.content_checksum(again.images.numpy(), again.labels.numpy())
+    other = load_split("cifar10", "train", data_dir=parquet_dir(tmp_path / "e", train_blobs=[png(k + 1) for k in range(6)]))
+    assert other.checksum != first.checksum
+
+
+# ----------------------------------------------------------------------------- issue 20: checked before anything is written
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["batch_size=5000"], "512 images, which make no full batch of batch_size=5000"),
+    (["train_part=target", "target_size=10"], "10 images, which make no full batch of batch_size=32"),
+    (["train_part=source", "target_size=3999"], "1 image, which make no full batch of batch_size=32"),
+])
+def test_a_training_set_without_a_full_batch_writes_nothing(tmp_path, capsys, overrides, words):
+    code, err = cli(capsys, "pretrain", "--scale", "smoke", *overrides, f"out_dir={tmp_path / 'runs'}")
+    assert code == 2 and words in err and "lower batch_size" in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture
+def no_notebook_runs(monkeypatch):
+    """papermill must not be reached: the checks come first."""
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
+
+
+def test_reproduce_at_paper_scale_needs_a_checkpoint_before_anything_runs(tmp_path, capsys, no_notebook_runs):
+    code, err = cli(capsys, "reproduce", "--scale", "paper", "--out", str(tmp_path / "results"))
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("error: notebook 01 at scale 'paper' fine-tunes a pre-trained checkpoint: pass -p "
+                          "pretrained_checkpoint=")
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--notebooks", "02", "03", "-p", "lr=0.002"], "03_cls_vs_gap.ipynb has no parameter(s) ['lr']"),
+    (["--notebooks", "03", "-p", "lrs=[]"], "notebook 03: lrs=[] must be a non-empty list of positive numbers"),
+    (["--notebooks", "04", "-p", "sizes=[100,-5]"], "04_data_scaling.ipynb: sizes=[100, -5]: give at least two"),
+    (["--notebooks", "06", "-p", "target_size=100000"],
+     "notebook 06: target_size=100000 must be smaller than the 4000 training images of cifar10"),
+    (["--notebooks", "07", "-p", "run_dir={tmp}/nope"], "notebook 07: run_dir='{tmp}/nope' is not a folder"),
+    (["--notebooks", "07", "-p", "run_dir={tmp}"], "run_dir='{tmp}' holds no finished run (no config.json or"),
+    (["--notebooks", "07", "-p", "inspect_images=0"], "notebook 07: inspect_images=0 must be a positive integer"),
+    (["--notebooks", "07", "-p", "run_dir={tmp}/run"], "run/model.safetensors: unknown checkpoint format"),
+    (["--notebooks", "07", "-p", "pretrained_checkpoint={tmp}/nope.npz"], "no checkpoint at {tmp}/nope.npz"),
+])
+def test_notebook_values_are_checked_by_their_get_config_before_any_runs(tmp_path, capsys, no_notebook_runs, argv,
+                                                                        words):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    (tmp_path / "run").mkdir()  # a run folder whose weights file is no checkpoint
+    (tmp_path / "run" / "config.json").write_text("{}")
+    (tmp_path / "run" / "model.safetensors").write_bytes(b"garbage")
+    code, err = cli(capsys, "reproduce", "--out", str(tmp_path / "results"), *argv)
+    assert code == 2 and words.replace("{tmp}", str(tmp_path)) in err and err.count("\n") == 1
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_second_reproduce_on_the_same_results_folder_is_refused_naming_the_first(tmp_path, capsys,
+                                                                                   no_notebook_runs):
+    from repro.reproduce import ResultsFolderLock
+
+    out = tmp_path / "results"
+    with ResultsFolderLock(out):
+        code, err = cli(capsys, "reproduce", "--notebooks", "02", "--out", str(out))
+    assert code == 2 and err.count("\n") == 1
+    assert f"results folder {out} is in use by another `repro reproduce` (pid {os.getpid()}" in err
+    assert list(out.iterdir()) == []  # no executed copy, and the lock file went with its holder
+
+
+# ----------------------------------------------------------------------------- issue 20: one line, no traceback
+
+
+def error_line(err: str) -> str:
+    """The one error line of a command that also drew progress bars on stderr (decoding, training): the last
+    line, the only one that starts with "error:", and no traceback."""
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    assert "Traceback" not in err and [line for line in lines if line.startswith("error:")] == lines[-1:], err
+    return lines[-1]
+
+
+def test_a_loss_that_becomes_nan_is_one_line(tmp_path, capsys, monkeypatch):
+    import repro.train as train_module
+
+    def nan_loss(model, images, labels, cfg):
+        return model(images).sum() * float("nan"), torch.zeros((), dtype=torch.long)
+
+    monkeypatch.setitem(train_module.OBJECTIVES, "classification", nan_loss)
+    code, err = cli(capsys, "pretrain", "--scale", "smoke", "steps=2", f"out_dir={tmp_path / 'runs'}")
+    line = error_line(err)
+    assert code == 2 and line.startswith("error: loss became nan by step 2 of ") and "lower the learning rate" in line
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    with pytest.raises(ValueError, match="device='tpu'"):
+        cli_main(["--debug", "pretrain", "--scale", "smoke", "device=tpu"])
+    monkeypatch.setenv("REPRO_DEBUG", "1")
+    with pytest.raises(ValueError, match="device='tpu'"):
+        cli_main(["pretrain", "--scale", "smoke", "device=tpu"])
+
+
+def test_evaluate_a_model_of_another_class_count(tmp_path, capsys):
+    save_checkpoint(create_model("ViT-XXS/8", num_classes=3, img_size=32), tmp_path / "m",
+                    extra={"train_config": {"dataset": "cifar10", "classes": [5, 6, 7]}})
+    code, err = cli(capsys, "evaluate", str(tmp_path / "m"), "--data-dir", "embedded")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "its head has 3 classes but cifar10 has 10 (it was trained on classes [5, 6, 7] of cifar10)" in err
+
+
+class _FillingFile:
+    """A file that takes ``room`` bytes, then fails as a full disk does (ENOSPC)."""
+
+    def __init__(self, f, room: int):
+        self.f, self.room = f, room
+
+    def write(self, data) -> int:
+        n = memoryview(data).nbytes
+        if n > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= n
+        return self.f.write(data)
+
+    def flush(self):
+        self.f.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def test_disk_full_while_torch_writes_checkpoint_pt(tmp_path, capsys, monkeypatch):
+    """torch's own writer turns ENOSPC into `RuntimeError: [enforce fail at inline_container.cc]`; the error names
+    the file and the fix instead."""
+    import builtins
+
+    import repro.train as train_module
+
+    def small_disk(path, mode="r", *args, **kwargs):
+        f = builtins.open(path, mode, *args, **kwargs)
+        return _FillingFile(f, 1000) if "w" in mode else f
+
+    monkeypatch.setattr(train_module, "open", small_disk, raising=False)
+    with pytest.raises(NoSpaceError, match="while writing the checkpoint .*checkpoint.pt"):
+        atomic_torch_save({"model": create_model("ViT-XXS/8", num_classes=10, img_size=32).state_dict()},
+                          tmp_path / "checkpoint.pt")
+    assert list(tmp_path.iterdir()) == []
+    code, err = cli(capsys, "pretrain", "--scale", "smoke", "steps=2", "checkpoint_every=1",
+                    f"out_dir={tmp_path / 'runs'}")
+    assert code == 2 and "checkpoint.pt; free some space" in error_line(err)
+
+
+def test_disk_full_while_safetensors_writes_the_weights(tmp_path, monkeypatch):
+    import repro.checkpoints as checkpoints
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(checkpoints, "_save_safetensors", full)
+    with pytest.raises(NoSpaceError, match="model.safetensors"):
+        save_checkpoint(create_model("ViT-XXS/8", num_classes=10, img_size=32), tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_while_reproduce_writes_a_notebook(tmp_path, capsys, monkeypatch):
+    import papermill
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(papermill, "execute_notebook", full)
+    code, err = cli(capsys, "reproduce", "--notebooks", "02", "--out", str(tmp_path / "results"))
+    assert code == 2 and err.count("\n") == 1
+    assert f"while writing the executed notebook {tmp_path}/results/02_position_embeddings/smoke/" \
+           "02_position_embeddings.ipynb; free some space" in err
+
+
+def test_a_notebook_that_fails_inside_papermill_is_one_line(tmp_path, capsys, monkeypatch):
+    import papermill
+
+    def fail(input_path, output_path, **kwargs):
+        Path(output_path).write_text(json.dumps({"cells": [], "metadata": {"papermill": {}}, "nbformat": 4,
+                                                 "nbformat_minor": 5}))
+        raise papermill.PapermillExecutionError(3, 4, "exp.run(...)", "DataError",
+                                                "decoding failed\nrow 7: not a readable image", ["Traceback ..."])
+
+    monkeypatch.setattr(papermill, "execute_notebook", fail)
+    code, err = cli(capsys, "reproduce", "--notebooks", "02", "--out", str(tmp_path / "results"))
+    copy = tmp_path / "results" / "02_position_embeddings" / "smoke" / "02_position_embeddings.ipynb"
+    assert code == 2 and err.count("\n") == 1 and copy.exists()
+    assert err == (f"error: notebook 02_position_embeddings.ipynb failed in cell [4]: DataError: row 7: not a "
+                   f"readable image; the failed copy, with its traceback, is {copy}\n")
+
+
+def test_a_random_npz_is_not_a_vit_checkpoint(tmp_path, capsys):
+    np.savez(tmp_path / "weights.npz", a=np.zeros(3), b=np.ones((2, 2)))
+    words = f"{tmp_path / 'weights.npz'}: an .npz file, but not a ViT checkpoint: its arrays (a, b)"
+    code, err = cli(capsys, "finetune", "--scale", "smoke", "--init-from", str(tmp_path / "weights.npz"),
+                    f"out_dir={tmp_path / 'runs'}")
+    assert code == 2 and words in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+    code, err = cli(capsys, "evaluate", str(tmp_path / "weights.npz"), "--data-dir", "embedded")
+    assert code == 2 and words in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("value", ["1.5", '"64"'])
+def test_model_overrides_of_the_wrong_type_name_the_key(tmp_path, capsys, value):
+    code, err = cli(capsys, "pretrain", "--scale", "smoke", f'model_overrides={{"representation_size": {value}}}',
+                    f"out_dir={tmp_path / 'runs'}")
+    assert code == 2 and err.count("\n") == 1
+    assert "representation_size must be an integer or None (ViTConfig)" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_overrides_may_follow_an_option(tmp_path, capsys):
+    from repro.cli import build_parser, parse_args
+
+    args = parse_args(build_parser(), ["pretrain", "steps=2", "--model", "ViT-XXS/8", "lr=0.1", "--scale", "smoke",
+                                       "seed=3"])
+    assert args.model == "ViT-XXS/8" and args.overrides == ["steps=2", "lr=0.1", "seed=3"]
+    code, err = cli(capsys, "pretrain", "--scale", "smoke", "--model", "ViT-Q/16", f"out_dir={tmp_path / 'runs'}")
+    assert code == 2 and "unknown ViT size 'Q'" in err  # the override was taken, the model is what is wrong
+    with pytest.raises(SystemExit):
+        cli_main(["pretrain", "--model", "ViT-XXS/8", "--nosuch", "lr=0.1"])
+    assert not (tmp_path / "runs").exists()
+
+
+# ----------------------------------------------------------------------------- issue 20: options that do nothing
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"mpp_target": "pixels"}, r"mpp_target='pixels': only masked patch prediction reads it; add objective='mpp'"),
+    ({"mpp_corrupt_rate": 0.15}, r"mpp_corrupt_rate=0.15: only masked patch prediction"),
+    ({"objective": "mpp", "label_smoothing": 0.1}, r"label_smoothing=0.1: masked patch prediction does not smooth"),
+    ({"classes": [True, 2]}, r"classes=\[True, 2\]: class ids are integers"),
+])
+def test_options_that_would_do_nothing_are_refused(tmp_path, kw, words):
+    with pytest.raises(ValueError, match=words):
+        tiny(tmp_path, **kw)
+    assert not (tmp_path / "runs").exists()

@@ -98,6 +98,10 @@ def test_scales_a_notebook_does_not_run_at_are_found_before_anything_runs(tmp_pa
     import papermill
     started = []
     monkeypatch.setattr(papermill, "execute_notebook", lambda src, *a, **k: started.append(Path(src).stem))
-    run_notebooks("paper", out_dir=tmp_path, extra_parameters={"pretrained_checkpoint": "ckpt.npz"})
+    # The checkpoint is checked before anything runs (issue 20): it must be a checkpoint file.
+    from repro.checkpoints import save_checkpoint
+    from repro.models import create_model
+    ckpt = save_checkpoint(create_model("ViT-XXS/8", num_classes=10, img_size=32), tmp_path / "ckpt")
+    run_notebooks("paper", out_dir=tmp_path, extra_parameters={"pretrained_checkpoint": str(ckpt)})
     assert started == ["01_pretrain_and_transfer"]
     assert capsys.readouterr().out.count("skipping") == len(NOTEBOOKS) - 1

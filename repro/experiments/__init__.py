@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -398,7 +399,58 @@ def preset_values(presets: dict, scale: str, overrides: dict, *, what: str, seed
         raise TypeError(f"unknown setting(s) {unknown}; {what} has {sorted(values)}")
     values.update({k: v for k, v in overrides.items() if v is not None})
     values.update({k: v for k, v in seed_fields.items() if v is not None})
+    check_settings(values, what)
     return {**values, **{k: tuple(values[k]) for k in seed_fields}}
+
+
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _members(v) -> list:
+    return list(v.values()) if isinstance(v, dict) else list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+# The range of each setting the experiments share a name for, as (what it must be, test). get_config refuses a
+# value outside it with one line, so ``repro reproduce`` finds it before any notebook runs.
+_RANGES = {
+    **{key: ("a positive integer", lambda v: _integer(v) and v > 0)
+       for key in ("image_size", "batch_size", "steps", "finetune_steps", "ablation_steps", "target_size",
+                   "inspect_images", "rollout_images", "cost_image_size", "cost_batch", "cost_repeats",
+                   "fit_min_tokens")},
+    **{key: ("an integer >= 0", lambda v: _integer(v) and v >= 0) for key in ("warmup_steps", "probes", "eval_every")},
+    **{key: ("a positive integer or None", lambda v: v is None or (_integer(v) and v > 0))
+       for key in ("fewshot_max_train", "explicit_max_tokens", "heldout_images")},
+    **{key: ("a positive number", lambda v: _number(v) and v > 0) for key in ("lr", "bit_lr", "mpp_lr")},
+    "warmup_fraction": ("a fraction in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
+    **{key: ("a non-empty list of positive numbers",
+             lambda v: isinstance(v, (list, tuple, dict)) and len(v) > 0 and all(_number(x) and x > 0 for x in _members(v)))
+       for key in ("lrs", "finetune_lrs", "scratch_lrs")},
+    "cost_patches": ("a non-empty list of positive integers",
+                     lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_integer(x) and x > 0 for x in v)),
+    **{key: ("a list of integers >= 0",
+             lambda v: isinstance(v, (list, tuple)) and all(_integer(x) and x >= 0 for x in v))
+       for key in ("seeds", "placement_seeds", "ablation_seeds", "transfer_seeds")},
+}
+
+
+def check_settings(values: dict, what: str) -> None:
+    """A one-line ValueError for a setting of ``values`` of the right type but out of range (``lrs=[]``,
+    ``inspect_images=0``, a negative seed), or a model name that names no model (``model``, ``bit``)."""
+    from ..config import parse_variant
+
+    for key, value in values.items():
+        if key in _RANGES and not _RANGES[key][1](value):
+            raise ValueError(f"{what}: {key}={value!r} must be {_RANGES[key][0]}")
+        if key in ("model", "bit") and isinstance(value, str):
+            try:
+                parse_variant(value)
+            except ValueError as err:
+                raise ValueError(f"{what}: {key}={value!r}: {str(err).split('. Valid names')[0]}") from None
 
 
 @dataclass

@@ -136,10 +136,25 @@ class Config(Pretraining):
 
 
 def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-               **overrides) -> Config:
+               run_dir: Optional[str] = None, pretrained_checkpoint: Optional[str] = None, **overrides) -> Config:
     """The settings of notebook 07 at ``scale``; ``overrides`` (model, image_size, batch_size, steps,
     warmup_steps, lr, inspect_images, rollout_images, cost_image_size, cost_patches, cost_batch, cost_repeats,
-    fit_min_tokens, explicit_max_tokens) replace the preset's, None keeps it; unknown keys are errors."""
+    fit_min_tokens, explicit_max_tokens) replace the preset's, None keeps it; unknown keys are errors.
+    ``run_dir`` and ``pretrained_checkpoint`` (``run``'s), when given, are checked: a folder that holds a
+    finished run, a checkpoint file."""
+    from ..checkpoints import check_checkpoint_file
+
+    if run_dir is not None:
+        folder = Path(run_dir)
+        missing = [name for name in ("config.json", "model.safetensors") if not (folder / name).is_file()]
+        if not folder.is_dir() or missing:
+            why = "is not a folder" if not folder.is_dir() else f"holds no finished run (no {' or '.join(missing)})"
+            raise ValueError(f"notebook 07: run_dir={str(run_dir)!r} {why}; give the folder of a finished run "
+                             "with its weights, e.g. ../results/01_pretrain_and_transfer/cpu/runs/<run>, or leave "
+                             "run_dir out to train one")
+        check_checkpoint_file(folder / "model.safetensors")  # weights that are there but no checkpoint
+    if pretrained_checkpoint is not None:
+        check_checkpoint_file(pretrained_checkpoint)
     if scale not in PRESETS:
         raise ValueError(f"notebook 07 runs at {sorted(PRESETS)}; to inspect the paper's models, run it at one of "
                          "these with an official ViT-B/16 or ViT-L/16 .npz as pretrained_checkpoint")

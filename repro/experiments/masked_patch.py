@@ -160,6 +160,8 @@ def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None,
     """The settings of notebook 06 at ``scale``; ``overrides`` (model, image_size, batch_size, steps, warmup_steps,
     lr, mpp_lr, target_size, finetune_steps, finetune_lrs, scratch_lrs, refit, ablation_steps, fewshot_max_train)
     replace the preset's, None keeps it; unknown keys are errors."""
+    from ..data import local_split_size
+
     if scale not in PRESETS:
         raise ValueError(f"notebook 06 runs at {sorted(PRESETS)}; at 'paper' scale Sec. 4.6 needs JFT-300M")
     preset = get_scale(scale)
@@ -167,7 +169,12 @@ def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None,
                            seed_fields={"seeds": seeds, "ablation_seeds": ablation_seeds})
     for key in ("finetune_lrs", "scratch_lrs"):
         values[key] = tuple(float(lr) for lr in values[key])
-    return Config(scale=preset, data_dir=data_dir if data_dir is not None else preset.data_dir, **values)
+    data_dir = data_dir if data_dir is not None else preset.data_dir
+    images = local_split_size(preset.dataset, data_dir)  # None when the data is not on this machine yet
+    if images is not None and values["target_size"] >= images:
+        raise ValueError(f"notebook 06: target_size={values['target_size']} must be smaller than the {images} "
+                         f"training images of {preset.dataset} (the source part is the rest)")
+    return Config(scale=preset, data_dir=data_dir, **values)
 
 
 def settings_markdown(config: Config) -> str:

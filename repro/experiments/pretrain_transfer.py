@@ -170,10 +170,23 @@ class Config:
 
 
 def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None,
-               data_dir: Optional[str] = None, transfer_seeds: Optional[Sequence[int]] = None) -> Config:
+               data_dir: Optional[str] = None, transfer_seeds: Optional[Sequence[int]] = None,
+               pretrained_checkpoint: Optional[str] = ...) -> Config:  # type: ignore[assignment]
     """The settings of notebook 01 at ``scale`` (big_vision's per-experiment ``get_config``);
     ``seeds`` / ``data_dir`` default to the scale's, ``transfer_seeds`` to the transfer part's (an empty
-    list skips that part)."""
+    list skips that part). ``pretrained_checkpoint``, when passed (``repro reproduce`` passes the notebook's,
+    None included), is checked: the paper scale fine-tunes it, so there it must name a checkpoint file."""
+    from ..checkpoints import check_checkpoint_file
+    from . import check_settings
+
+    check_settings({"seeds": seeds if seeds is not None else [], "transfer_seeds": transfer_seeds or []},
+                   "notebook 01")
+    if scale == "paper" and pretrained_checkpoint is not ...:  # ...: not passed (the notebook's own call)
+        if not pretrained_checkpoint:
+            raise ValueError("notebook 01 at scale 'paper' fine-tunes a pre-trained checkpoint: pass "
+                             "-p pretrained_checkpoint=<path> (an official .npz such as ViT-B_16.npz, a timm or a "
+                             "repro checkpoint)")
+        check_checkpoint_file(pretrained_checkpoint)
     preset = get_scale(scale)
     main = MAIN_PRESETS.get(scale, {})
     preset = dataclasses.replace(preset, **main.get("scale", {}))

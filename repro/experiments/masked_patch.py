@@ -76,7 +76,7 @@ RATE_CLAIM = "Corrupting 15% of the patches is worse than 50% by few-shot score 
 PRESETS = {
     "smoke": dict(model="ViT-XXS/8", image_size=32, batch_size=32, steps=8, warmup_steps=2, lr=1e-3, mpp_lr=1e-3,
                   target_size=400, finetune_steps=6, finetune_lrs=(0.01, 0.03), scratch_lrs=(0.03, 0.1),
-                  refit=False, heldout_images=None, ablation_steps=8, seeds=(0,), ablation_seeds=(0,),
+                  refit=False, heldout_images=80, ablation_steps=8, seeds=(0,), ablation_seeds=(0,),
                   fewshot_max_train=None),
     # Sized for ~22 min on 2 idle cores. A step of batch 128 of ViT-XXS/4 at 32 px takes 128 / 1100 images/s
     # = 0.116 s (benchmarks/RESULTS.md); per step, relative to that (measured on one thread): MPP with the mean
@@ -89,14 +89,14 @@ PRESETS = {
     #   (15k images each, ~35 s), data and start-up (~30 s): ~1300 s, about 22 minutes.
     "cpu": dict(model="ViT-XXS/4", image_size=32, batch_size=128, steps=600, warmup_steps=60, lr=2e-3, mpp_lr=2e-3,
                 target_size=5000, finetune_steps=200, finetune_lrs=(0.01, 0.03), scratch_lrs=(0.03, 0.1),
-                refit=False, heldout_images=None, ablation_steps=250, seeds=(0, 1, 2), ablation_seeds=(0,),
+                refit=False, heldout_images=1000, ablation_steps=250, seeds=(0, 1, 2), ablation_seeds=(0,),
                 fewshot_max_train=None),
     # Not yet run on a GPU: ViT-Ti/4 on the 45k source for 3000 steps of 512 (34 epochs), fine-tuning 500 steps
     # of the scale's batch 512 (51 epochs of the target) with the lr refit on the whole target part; the ablation
     # at the main length shares its mean-colour run with (b).
     "gpu": dict(model="ViT-Ti/4", image_size=32, batch_size=512, steps=3000, warmup_steps=300, lr=1e-3, mpp_lr=1e-3,
                 target_size=5000, finetune_steps=500, finetune_lrs=(0.003, 0.01, 0.03), scratch_lrs=(0.01, 0.03, 0.1),
-                refit=True, heldout_images=None, ablation_steps=3000, seeds=(0, 1, 2), ablation_seeds=(0,),
+                refit=True, heldout_images=1000, ablation_steps=3000, seeds=(0, 1, 2), ablation_seeds=(0,),
                 fewshot_max_train=None),
 }
 

@@ -169,6 +169,13 @@ def draws_text(run_dirs: Sequence) -> str:
     return f"drawn {times} times (support seeds 0-{counts[-1] - 1}), their mean per run"
 
 
+def support_std(run_dirs: Sequence, shots: int = 5) -> Optional[float]:
+    """The std of a few-shot score over its support draws (points), averaged over ``run_dirs``: the part of a
+    score's noise that comes from which images were drawn as the support set (kept beside the score in tables)."""
+    stds = [read_probes(d)[-1]["fewshot"][str(shots)]["std"] for d in run_dirs if read_probes(d)]
+    return sum(stds) / len(stds) if stds else None
+
+
 def fewshot_top1(run_dir, shots: int = 5) -> float:
     """A run's final ``shots``-shot linear accuracy (%), the mean over the probe's support draws."""
     return read_probes(run_dir)[-1]["fewshot"][str(shots)]["mean"]

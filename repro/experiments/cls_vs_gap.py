@@ -29,9 +29,9 @@ from ..summary import curve_sentence, curve_status, epochs_text
 from ..results import PAPER, load_run, repo_relative, results_dir, save_figure
 from ..results import plot_claims as draw_claims
 from ..scales import Scale, get_scale
-from . import (FEWSHOT_SHOTS, ProbedPretraining, RunSet, cost_columns, draws_text, finish_note, fewshot_top1,
-               preset_values, pretrain_departures_markdown, read_probes, summary_markdown, support_draws,
-               train_and_probe, train_fields)
+from . import (FEWSHOT_SHOTS, cost_columns, draws_text, fewshot_top1, finish_note, preset_values,
+               pretrain_departures_markdown, ProbedPretraining, read_probes, RunSet, summary_markdown, support_draws,
+               support_std, train_and_probe, train_fields)
 
 NAME = "03_cls_vs_gap"
 POOLS = ("cls", "gap")
@@ -239,6 +239,7 @@ def table(runs: Runs) -> pd.DataFrame:
             "pool": POOL_LABELS[pool], "lr": f"{lr:g}", "held-out top-1 (%)": heldout_top1(runs, pool, lr),
             "chosen on held-out": lr == best_lr(runs, pool), "seeds": few[2],
             f"{SHOTS}-shot linear top-1 (%)": few[0], f"{SHOTS}-shot std (points)": few[1],
+            f"{SHOTS}-shot std over support draws (points)": support_std([r.run_dir for r in records]),
             "test top-1 (%)": top1[0], "test top-1 std (points)": top1[1],
             "paper lr": f"{PAPER[f'fig9/{pool}/lr'].value:g}",
             **cost_columns(loaded),

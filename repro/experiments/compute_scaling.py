@@ -46,9 +46,9 @@ from ..progress import RunProgress
 from ..summary import curve_sentence, curve_status, epochs_text
 from ..results import PAPER, load_run, repo_relative, results_dir
 from ..scales import Scale, get_scale
-from . import (FEWSHOT_SHOTS, Probe, ProbedPretraining, RunSet, cost_columns, draws_text, fewshot_top1, preset_values,
-               pretrain_departures_markdown, read_probes, run_training_flops, summary_markdown, support_draws,
-               train_and_probe, train_fields)
+from . import (FEWSHOT_SHOTS, cost_columns, draws_text, fewshot_top1, preset_values, pretrain_departures_markdown,
+               Probe, ProbedPretraining, read_probes, run_training_flops, RunSet, summary_markdown, support_draws,
+               support_std, train_and_probe, train_fields)
 
 NAME = "05_compute_scaling"
 FAMILIES = ("ViT", "BiT", "hybrid")
@@ -516,6 +516,7 @@ def table(runs: Runs) -> pd.DataFrame:
             "lr": f"{loaded[0]['lr']:g}", "seeds": test[2],
             "test top-1 (%)": test[0], "test top-1 std (points)": test[1],
             f"{SHOTS}-shot linear top-1 (%)": few[0], f"{SHOTS}-shot std (points)": few[1],
+            f"{SHOTS}-shot std over support draws (points)": support_std([r.run_dir for r in records]),
             "train GFLOPs / image": flops / (steps * loaded[0]["batch_size"]) / 1e9, "train TFLOPs": flops / 1e12,
             "on FLOPs front (test top-1)": flops in on_front.get(family, set()),
             **cost_columns(loaded),

@@ -50,9 +50,9 @@ from ..summary import curve_sentence, curve_status
 from ..results import load_run, repo_relative, results_dir, save_figure
 from ..results import plot_claims as draw_claims
 from ..scales import Scale, get_scale
-from . import (FEWSHOT_SHOTS, ProbedPretraining, RunSet, cost_columns, draws_text, finish_note, fewshot_top1,
-               pretrain_departures_markdown, preset_values, read_probes, summary_markdown, support_draws,
-               train_and_probe, train_fields)
+from . import (FEWSHOT_SHOTS, cost_columns, draws_text, fewshot_top1, finish_note, preset_values,
+               pretrain_departures_markdown, ProbedPretraining, read_probes, RunSet, summary_markdown, support_draws,
+               support_std, train_and_probe, train_fields)
 
 NAME = "04_data_scaling"
 FAMILIES = ("ViT", "BiT")
@@ -368,6 +368,7 @@ def table(runs: Runs) -> pd.DataFrame:
             rows.append({
                 "model": records[0].model, "pre-training images": size, "epochs": config.epochs(size),
                 "seeds": few[2], FEWSHOT_METRIC: few[0], f"{SHOTS}-shot std (points)": few[1],
+                f"{SHOTS}-shot std over support draws (points)": support_std([r.run_dir for r in records]),
                 TEST_METRIC: top1[0], "test top-1 std (points)": top1[1],
                 "held-out top-1 (%)": sum(finals) / len(finals) if finals else None,
                 "best held-out step": ", ".join(str(s) for _, s in heldout if s is not None) or None,

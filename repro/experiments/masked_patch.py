@@ -54,9 +54,9 @@ from ..summary import curve_sentence, curve_status, epochs_text
 from ..results import PAPER, load_run, repo_relative, results_dir
 from ..results import plot_claims as draw_claims
 from ..scales import Scale, get_scale
-from . import (FEWSHOT_SHOTS, ProbedPretraining, RunSet, SweepResult, cost_columns, draws_text, finish_note,
-               fewshot_top1, preset_values, pretrain_departures_markdown, run_sweep, summary_markdown, support_draws,
-               train_and_probe, train_fields)
+from . import (FEWSHOT_SHOTS, cost_columns, draws_text, fewshot_top1, finish_note, preset_values,
+               pretrain_departures_markdown, ProbedPretraining, run_sweep, RunSet, summary_markdown, support_draws,
+               support_std, SweepResult, train_and_probe, train_fields)
 
 NAME = "06_masked_patch_prediction"
 ARMS = ("scratch", "mpp", "supervised")
@@ -458,6 +458,7 @@ def ablation_table(runs: Runs) -> pd.DataFrame:
         rows.append({
             "MPP variant": name, "target": target, "corruption rate": rate, "steps": loaded[0]["steps"],
             "seeds": few[2], f"{SHOTS}-shot linear top-1 (%)": few[0], f"{SHOTS}-shot std (points)": few[1],
+            f"{SHOTS}-shot std over support draws (points)": support_std([r.run_dir for r in records]),
             "MPP test accuracy (%)": seed_stats([100 * r["test_accuracy"] for r in loaded])[0],
             "paper": f"{ABLATION_PAPER[(target, rate)]}; claim: {claim} — ours: {verdicts.get(claim, 'not tested')}",
             **cost_columns(loaded),

@@ -33,8 +33,8 @@ from ..summary import curve_sentence, curve_status, epochs_text
 from ..results import PAPER, load_run, repo_relative, results_dir, save_figure
 from ..results import plot_claims as draw_claims
 from ..scales import Scale, get_scale
-from . import (FEWSHOT_SHOTS, ProbedPretraining, RunSet, cost_columns, finish_note, fewshot_top1, preset_values,
-               pretrain_departures_markdown, summary_markdown, support_draws, train_and_probe, train_fields)
+from . import (FEWSHOT_SHOTS, cost_columns, fewshot_top1, finish_note, preset_values, pretrain_departures_markdown,
+               ProbedPretraining, RunSet, summary_markdown, support_draws, support_std, train_and_probe, train_fields)
 
 NAME = "02_position_embeddings"
 KINDS = ("none", "1d", "2d", "relative")                       # Table 8's rows
@@ -252,6 +252,7 @@ def table(runs: Runs) -> pd.DataFrame:
         rows.append({
             "position embedding": KIND_LABELS[kind], "placement": PLACEMENT_LABELS[placement], "seeds": few[2],
             f"{SHOTS}-shot linear top-1 (%)": few[0], f"{SHOTS}-shot std (points)": few[1],
+            f"{SHOTS}-shot std over support draws (points)": support_std([r.run_dir for r in records]),
             "test top-1 (%)": top1[0], "test top-1 std (points)": top1[1],
             "paper 5-shot ImageNet (%)": _paper(kind, placement),
             **cost_columns(loaded),

@@ -106,6 +106,7 @@ class TrainConfig:
     compile: bool = False
     log_every: int = 50
     eval_every: int = 0               # 0: only at the end
+    keep_best: bool = False           # report and keep the weights of the best held-out evaluation (early stopping)
     checkpoint_every: int = 200
     out_dir: str = "runs"
     run_name: Optional[str] = None    # default: model, dataset and a hash of the config
@@ -155,6 +156,9 @@ class TrainConfig:
                              "'auto' (bf16 on CUDA) or 'off'")
         if self.amp not in ("auto", "bf16", "off"):
             raise ValueError(f"amp={self.amp!r}; choose 'auto' (bf16 on CUDA), 'bf16' or 'off'")
+        if self.keep_best and not (self.heldout and self.eval_every):
+            raise ValueError("keep_best=True keeps the weights of the best held-out evaluation: it needs heldout=True "
+                             "and eval_every > 0")
         if not 0.0 <= self.label_smoothing <= 1.0:
             raise ValueError(f"label_smoothing={self.label_smoothing}: must lie in [0, 1] (0.1 is usual)")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -201,7 +205,7 @@ class TrainConfig:
     NOT_IDENTITY = ("out_dir", "run_name", "log_every", "checkpoint_every", "compile", "device")
 
     LATER_FIELDS = {"data_format": "decoded", "classes": None, "train_part": None, "target_size": 5000,
-                    "heldout_size": None}
+                    "heldout_size": None, "keep_best": False}
 
     def identity_fields(self) -> dict:
         """The fields that define what the run computes, as JSON-ready values.
@@ -630,6 +634,25 @@ def remove_stale_temp_files(run_dir: Path) -> list[str]:
     return removed
 
 
+class BestWeights:
+    """The weights of the evaluation with the best held-out top-1 so far (``TrainConfig.keep_best``: early
+    stopping, as the paper reports the best validation accuracy along training in Fig. 3 and 4). Kept on the
+    host; ``state()`` goes into ``checkpoint.pt`` so that a resumed run keeps the same best."""
+
+    def __init__(self, state: Optional[dict] = None):
+        state = state or {}
+        self.step, self.accuracy, self.weights = state.get("step"), state.get("accuracy", -1.0), state.get("weights")
+
+    def offer(self, step: int, accuracy: float, model: nn.Module) -> None:
+        """Keep ``model``'s weights when ``accuracy`` beats the best so far (the earlier evaluation wins a tie)."""
+        if accuracy > self.accuracy:
+            self.step, self.accuracy = step, accuracy
+            self.weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+    def state(self) -> dict:
+        return {"step": self.step, "accuracy": self.accuracy, "weights": self.weights}
+
+
 class ResumeError(ValueError):
     """A run directory's ``checkpoint.pt`` cannot be resumed from."""
 
@@ -762,7 +785,7 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
         atomic_write_text(run_dir / "config.json",
                           json.dumps({**cfg.to_dict(), "identity": cfg.identity_fields()}, indent=2, default=str))
         atomic_write_text(run_dir / "env.json", json.dumps(environment(device, cfg, dist), indent=2))
-    start_step, resumed_window, seconds_before = 0, None, 0.0
+    start_step, resumed_window, seconds_before, resumed_best = 0, None, 0.0, None
     ckpt_path = run_dir / "checkpoint.pt"
     log = MetricsLog(run_dir / "metrics.jsonl", dist.is_main)
     if ckpt_path.exists():
@@ -783,6 +806,7 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
                               "step 0") from None
         resumed_window = state.get("window")
         seconds_before = state.get("seconds", 0.0)
+        resumed_best = state.get("best")
         log.truncate_after(start_step)
         log.write(event="resume", step=start_step)
     elif dist.is_main:
@@ -797,6 +821,7 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
     if cfg.compile:
         train_model = torch.compile(train_model)
     objective = OBJECTIVES[cfg.objective]
+    best = BestWeights(resumed_best) if cfg.keep_best else None
 
     def save_checkpoint(step: int) -> None:
         # Weights are identical on every rank under DDP, so all ranks reach the same verdict here.
@@ -808,7 +833,8 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
             window = {"loss": window_loss.item(), "correct": window_correct.item(), "images": window_images,
                       "steps": window_steps, "seconds": time.perf_counter() - window_start}
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                               "window": window, "seconds": seconds_before + time.perf_counter() - t_run}, ckpt_path)
+                               "window": window, "seconds": seconds_before + time.perf_counter() - t_run,
+                               **({"best": best.state()} if best is not None else {})}, ckpt_path)
 
     def check_finite(loss_value: float, step: int) -> None:
         if not math.isfinite(loss_value):
@@ -876,7 +902,10 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
                         callback(step, record)
                 if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and dist.is_main:
                     for name, loader in eval_loaders.items():
-                        log.write(event="eval", split=name, step=step, **evaluate(model, loader, cfg, device))
+                        metrics = evaluate(model, loader, cfg, device)
+                        log.write(event="eval", split=name, step=step, **metrics)
+                        if best is not None and name == "val":
+                            best.offer(step, metrics["accuracy"], model)
                 if step in hook_steps and dist.is_main:
                     paused = time.perf_counter()
                     model.eval()
@@ -898,9 +927,17 @@ def _train(cfg: TrainConfig, held: contextlib.ExitStack, *, callback: Optional[C
 
     results = {"step": step, "train_seconds": seconds_before + time.perf_counter() - t_run}
     if dist.is_main:
+        if best is not None:  # early stopping: the last held-out evaluation competes, then the best weights stay
+            last_val = evaluate(model, eval_loaders["val"], cfg, device)
+            log.write(event="eval", split="val", step=step, **last_val)
+            best.offer(step, last_val["accuracy"], model)
+            model.load_state_dict(best.weights)
+            results["best_step"], results["last_val"] = best.step, last_val
         for name, loader in eval_loaders.items():
             metrics = evaluate(model, loader, cfg, device)
-            log.write(event="eval", split=name, step=step, **metrics)
+            # With keep_best the reported numbers are those of the best held-out step's weights.
+            log.write(event="eval" if best is None else "best", split=name, step=step if best is None else best.step,
+                      **metrics)
             results[name] = metrics
         from .checkpoints import save_checkpoint as save_weights
         # A plain ViT checkpoint (fine-tuning starts from it); masked patch prediction keeps its head apart.

@@ -22,9 +22,12 @@ Position embeddings (App. D.4, Table 8):
   attention of each query against the embedding of its offset to each key gives
   logits that are added to the content logits before the softmax (Shaw et al.
   2018, without the value term). The class token has no position: pairs with it
-  use two extra learned embeddings, one for "class token queries a patch" (and
-  itself) and one for "a patch queries the class token". Each layer and head has
-  its own table.
+  use three extra learned embeddings, "class token queries itself", "class
+  token queries a patch" and "a patch queries the class token" (App. D.4 does
+  not say how the class token enters; this is our choice). Two entries in the
+  class token's row, not one, so that each of them moves its attention (a single
+  constant added to a softmax row would change nothing, and the last layer's
+  table would get no gradient). Each layer and head has its own table.
 - ``"none"``: no position information at all.
 
 Where the absolute ("1d", "2d") embeddings are added (``pos_embed_placement``,
@@ -119,14 +122,16 @@ def relative_offset_index(grid_size: tuple[int, int], class_token: bool) -> torc
 
     Patches are numbered in raster order; the pair (i, j) of patches uses entry
     (j - i) + N - 1, so there are 2N - 1 patch offsets. With a class token
-    (token 0), row 0 uses entry 2N - 1 and column 0 of the other rows entry 2N.
+    (token 0): the class token querying itself uses entry 2N - 1, querying a
+    patch entry 2N, and a patch querying the class token entry 2N + 1.
     """
     n = grid_size[0] * grid_size[1]
     pos = torch.arange(n)
     index = pos[None, :] - pos[:, None] + n - 1  # (N, N), values in [0, 2N-2]
     if class_token:
-        index = F.pad(index, (1, 0, 1, 0), value=2 * n)  # patch -> class token
-        index[0, :] = 2 * n - 1                          # class token -> anything
+        index = F.pad(index, (1, 0, 1, 0), value=2 * n + 1)  # patch -> class token
+        index[0, 1:] = 2 * n                                 # class token -> patch
+        index[0, 0] = 2 * n - 1                              # class token -> itself
     return index
 
 
@@ -145,7 +150,7 @@ class Attention(nn.Module):
         if cfg.pos_embed == "relative":
             class_token = cfg.pool == "cls"
             index = relative_offset_index(grid_size, class_token)
-            num_offsets = 2 * grid_size[0] * grid_size[1] - 1 + (2 if class_token else 0)
+            num_offsets = 2 * grid_size[0] * grid_size[1] - 1 + (3 if class_token else 0)
             # (num_offsets, heads, head_dim): one embedding per offset and head
             self.rel_pos_table = nn.Parameter(torch.randn(num_offsets, self.num_heads, self.head_dim) * 0.02)
             self.register_buffer("rel_pos_index", index, persistent=False)

@@ -188,8 +188,8 @@ def test_config_presets_and_overrides():
     assert not exp.get_config("smoke").decidable
     assert exp.get_config("cpu", sizes=[500, 100, 2000]).sizes == (100, 500, 2000)
     assert exp.get_config("cpu", seeds=[4, 5]).seeds == (4, 5)
-    assert "200 steps" in cpu.budget() and "15,000 images: 1.7" in cpu.budget()
-    assert "nested random subsets of 1,000, 2,500, 6,000, 15,000 images" in exp.settings_markdown(cpu)
+    assert "400 steps" in cpu.budget() and "1,000 images: 51.2" in cpu.budget() and "49,000 images: 1.0" in cpu.budget()
+    assert "nested random subsets of 1,000, 3,000, 10,000, 49,000 images" in exp.settings_markdown(cpu)
     with pytest.raises(ValueError, match="two distinct"):
         exp.get_config("cpu", sizes=[1000, 1000])
     with pytest.raises(TypeError, match="unknown setting"):

@@ -123,7 +123,7 @@ def test_similarity_mosaic_places_each_patch_tile():
 
 def test_configs_check_their_settings():
     cpu = pos_exp.get_config("cpu")
-    assert (cpu.model, cpu.image_size, cpu.batch_size, cpu.steps, cpu.lr) == ("ViT-XXS/4", 32, 128, 600, 2e-3)
+    assert (cpu.model, cpu.image_size, cpu.batch_size, cpu.steps, cpu.lr) == ("ViT-XXS/4", 32, 128, 900, 2e-3)
     assert cpu.grid == (8, 8) and len(cpu.seeds) >= 3
     gpu = pos_exp.get_config("gpu")
     assert gpu.grid == (8, 8) and len(gpu.seeds) == len(gpu.placement_seeds) == 3
@@ -135,7 +135,7 @@ def test_configs_check_their_settings():
     # The training fields carry this experiment's model and budget and the tanh pre-logits layer of its width.
     from repro.experiments import train_fields
     fields = train_fields(cpu.train_scale, "pretrain", "vit", data_dir=None, out_dir="runs", device="cpu")
-    assert (fields["model"], fields["steps"], fields["lr"]) == ("ViT-XXS/4", 600, 2e-3)
+    assert (fields["model"], fields["steps"], fields["lr"]) == ("ViT-XXS/4", 900, 2e-3)
     assert fields["model_overrides"]["representation_size"] == 64  # ViT-XXS: D = 64
 
 
@@ -187,6 +187,6 @@ def test_cls_vs_gap_table_curves_and_probe_steps(tmp_path):
     assert {"test top-1 (%)", "params (M)", "train images/s", "paper"} <= set(table.columns)
     curves = gap_exp.curves(runs)
     assert len(curves) == 6 * 3 * 2 and sorted(curves["step"].unique()) == [5, 10]
-    assert gap_exp.get_config("cpu").probe_steps == (150, 300, 450)
+    assert gap_exp.get_config("cpu").probe_steps == (150, 350)
     smoke = gap_exp.get_config("smoke")
     assert all(s % smoke.scale.log_every == 0 and 0 < s < smoke.steps for s in smoke.probe_steps)

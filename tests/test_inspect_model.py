@@ -147,7 +147,7 @@ def test_depth_trend_and_uniform_distance():
 
 def test_config_presets_and_overrides():
     c = exp.get_config("cpu")
-    assert c.model == "ViT-XS/4" and c.cost_tokens == [37, 65, 145, 257, 577, 1025, 2305] and c.decidable
+    assert c.model == "ViT-XXS/4" and len(c.seeds) >= 2 and c.cost_tokens == [37, 65, 145, 257, 577, 1025, 2305] and c.decidable
     assert exp.get_config("cpu", steps=10, cost_patches=[8, 4]).cost_tokens == [145, 577]
     with pytest.raises(TypeError, match="unknown setting"):
         exp.get_config("cpu", stepz=10)

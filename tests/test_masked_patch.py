@@ -117,12 +117,12 @@ def test_config_budgets_and_run_configs(tmp_path):
     # Same model and budget; MPP without the tanh pre-logits layer; both on the source part only.
     for cfg in (mpp, sup):
         assert (cfg.model, cfg.steps, cfg.batch_size, cfg.train_part, cfg.target_size) == (
-            "ViT-XXS/4", 600, 128, "source", 5000)
+            "ViT-XXS/4", 1200, 128, "source", 5000)
     assert mpp.objective == "mpp" and "representation_size" not in mpp.model_overrides
     assert sup.objective == "classification" and sup.model_overrides["representation_size"] == 64
     short = exp.pretrain_config(cpu, tmp_path, seed=0, device="cpu", objective="mpp", target="pixels",
                                 steps=cpu.ablation_steps)
-    assert short.steps == 250 and short.warmup_steps == 25 and short.mpp_target == "pixels"
+    assert short.steps == 300 and short.warmup_steps == 30 and short.mpp_target == "pixels"
     # An ablation run at the main length is the main run (same config, same directory).
     same = exp.pretrain_config(cpu, tmp_path, seed=0, device="cpu", objective="mpp", steps=cpu.steps)
     assert same.run_dir == mpp.run_dir

@@ -59,11 +59,24 @@ def test_position_embedding_kinds_differ_in_what_they_know():
 def test_relative_offsets_are_translation_invariant():
     index = relative_offset_index((3, 3), class_token=True)  # (10, 10)
     assert index.shape == (10, 10)
-    assert (index[0] == 2 * 9 - 1).all() and (index[1:, 0] == 2 * 9).all()
+    # The class token: itself, every patch, and every patch querying it each have an entry of their own.
+    assert index[0, 0] == 2 * 9 - 1 and (index[0, 1:] == 2 * 9).all() and (index[1:, 0] == 2 * 9 + 1).all()
     patches = index[1:, 1:]
     # Same offset j - i -> same table entry, wherever the pair sits.
     assert patches[0, 1] == patches[4, 5] and patches[2, 0] == patches[8, 6]
     assert patches.min() == 0 and patches.max() == 16
+
+
+@pytest.mark.parametrize("pool", ["cls", "gap"])
+def test_every_layers_relative_table_gets_a_gradient(pool):
+    """No table is dead weight: with the class token read by the head, even the last layer's table moves the
+    class token's attention (before, its row used one entry for every key, a constant under the softmax)."""
+    torch.manual_seed(0)
+    model = create_model("ViT-XXS/8", pos_embed="relative", pool=pool, num_classes=3, img_size=16)
+    torch.nn.init.normal_(model.head.weight)  # the head starts at zero, which would stop every gradient behind it
+    model(torch.randn(4, 3, 16, 16)).logsumexp(-1).sum().backward()
+    for i, block in enumerate(model.blocks):
+        assert block.attn.rel_pos_table.grad.abs().sum() > 0, f"layer {i}"
 
 
 def test_rectangular_images():

@@ -18,7 +18,7 @@ EXPECTED_FILES = {
     "02_position_embeddings": ["table8.csv", "table8.md", "position_similarity.png", "claims.png"],
     "03_cls_vs_gap": ["curves.csv", "accuracy_vs_steps.png", "claims.png"],
     "04_data_scaling": ["slopes.csv", "slopes.md", "data_scaling.png", "claims.png"],
-    "05_compute_scaling": ["fronts.csv", "accuracy_vs_compute.png"],
+    "05_compute_scaling": ["fronts.csv", "accuracy_vs_compute.png", "lr_table.csv"],
     "06_masked_patch_prediction": ["ablation.csv", "ablation.md", "mpp_predictions.png", "claims.png", "lr_table.csv"],
     "07_inspect": ["attention_cost.csv", "attention_cost.md", "fig7_left_filters.png", "fig7_centre_position_similarity.png",
                    "fig7_right_attention_distance.png", "fig6_rollout.png", "attention_cost.png", "claims.png"],

@@ -363,3 +363,33 @@ def test_heldout_size_is_a_later_field_that_keeps_committed_run_names():
     assert TrainConfig(heldout_size=1000).identity() != TrainConfig().identity()
     with pytest.raises(ValueError, match="heldout_size"):
         TrainConfig(heldout_size=0)
+
+
+def test_keep_best_reports_and_keeps_the_best_held_out_evaluation(tmp_path):
+    """Early stopping: with keep_best the saved weights and the reported scores are those of the best held-out
+    evaluation along training, the last evaluation competing too; a resumed run keeps the same best."""
+    from repro.checkpoints import load_model
+
+    cfg = tiny(tmp_path, eval_every=3, keep_best=True, lr=0.05)  # a high lr, so held-out top-1 moves around
+    run_dir = train(cfg, progress=False)
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    val = {r["step"]: r["accuracy"] for r in records if r.get("event") == "eval" and r["split"] == "val"}
+    final = read_final(run_dir)
+    best_step = max(val, key=lambda s: (val[s], -s))
+    assert final["best_step"] == best_step and final["val"]["accuracy"] == pytest.approx(val[best_step])
+    assert final["last_val"]["accuracy"] == pytest.approx(val[cfg.steps])
+    assert any(r.get("event") == "best" and r["split"] == "test" and r["step"] == best_step for r in records)
+    assert load_model(run_dir / "model.safetensors") is not None
+    interrupted = tiny(tmp_path, eval_every=3, keep_best=True, lr=0.05, run_name="resumed")
+
+    def stop(step, record):
+        if step == 9:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, callback=stop, progress=False)
+    resumed = train(interrupted, progress=False)
+    assert read_final(resumed)["best_step"] == final["best_step"]
+    assert read_final(resumed)["test"] == pytest.approx(final["test"], abs=1e-6)
+    with pytest.raises(ValueError, match="keep_best"):
+        tiny(tmp_path, keep_best=True)  # no evaluation along training to keep the best of

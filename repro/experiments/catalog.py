@@ -47,9 +47,10 @@ def _notebook_04(c) -> str:
 def _notebook_05(c) -> str:
     families = {}
     for rung in c.ladder:
-        families.setdefault(rung.family, []).append(rung.model)
-    models = "; ".join(f"{f}: {', '.join(dict.fromkeys(m))}" for f, m in families.items())
-    return f"{models}; base {c.steps} steps x {c.batch_size}, {sum(len(r.seeds) for r in c.ladder)} runs"
+        families.setdefault(rung.family, []).append(rung)
+    models = "; ".join(f"{f} {rungs[0].model} at {'/'.join(str(r.steps) for r in rungs)} steps"
+                       for f, rungs in families.items())
+    return f"{models} x {c.batch_size}, lr chosen on held-out, {sum(len(r.seeds) for r in c.ladder)} runs"
 
 
 def _notebook_06(c) -> str:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -69,89 +69,85 @@ HYBRID_CLAIM = ("Hybrids beat ViT at small pre-training compute; the difference 
 
 @dataclass(frozen=True)
 class Rung:
-    """One point of a family's ladder: a model trained for ``length`` x the base steps, at these seeds."""
+    """One point of a family's ladder: a model trained for ``steps`` steps, at these seeds."""
 
     family: str      # ViT | BiT | hybrid
     model: str       # a repro.config variant name
-    length: float    # fraction of the base steps
+    steps: int
     seeds: tuple
 
 
 # This experiment's own choices per scale (the rest comes from repro.scales.SCALES). A ladder row is
-# (family, model, fraction of the base steps, seeds).
+# (family, model, steps, seeds); each family's lr is chosen on the held-out split from ``lr_grids`` at the rung of
+# ``lr_steps`` (seed 0), then used for every rung of the family.
 PRESETS = {
-    "smoke": dict(image_size=32, batch_size=16, steps=6, warmup_fraction=0.1, fewshot_max_train=200,
-                  lrs={"ViT": 1e-3, "BiT": 1e-3, "hybrid": 1e-3},
-                  ladder=(("ViT", "ViT-XXS/8", 0.5, (0, 1)), ("ViT", "ViT-XXS/8", 1.0, (0,)),
-                          ("BiT", "R14x1", 0.5, (0,)), ("BiT", "R14x1", 1.0, (0,)),
-                          ("hybrid", "R14+ViT-XXS/4", 0.5, (0,)), ("hybrid", "R14+ViT-XXS/4", 1.0, (0,)))),
-    # Sized for ~21 minutes on 2 idle cores. Base length 320 steps x batch 128 = 40,960 images (0.84 epoch of
-    # 49,000); the quarter length 80 steps = 10,240 images. Idle training throughput at 32 px (images/s):
-    # measured (benchmarks/RESULTS.md) ViT-XXS/4 1100, ViT-XS/8 1160, ViT-XS/4 290, R14x1 490; rough guesses
-    # from one-thread speed ratios to ViT-XXS/4 taken on a busy machine, rounded down: ViT-XXS/8 ~2500,
-    # R26x1 ~330, R50x1 ~200, R14+ViT-XXS/4 ~700, R50+ViT-XS/8 ~220. Training seconds:
-    #   ViT    XXS/8 3 x 10,240/2500 + 3 x 40,960/2500 = 12 + 49; XXS/4 37; XS/8 35; XS/4 141     -> 274 s
-    #   BiT    R14x1 3 x 10,240/490 + 40,960/490 = 63 + 84; R26x1 124; R50x1 205                  -> 476 s
-    #   hybrid R14+ViT-XXS/4 3 x 10,240/700 + 40,960/700 = 44 + 59; R50+ViT-XS/8 186              -> 289 s
-    # = ~1040 s for 20 runs, plus per run ~9 s (start-up, held-out eval, the probe's 15,000 forward images):
-    # ~180 s, plus FLOP counting and figures: ~21 minutes (~26 if the estimated throughputs are 25% high).
-    # FLOPs per run (GFLOPs/image x images): ViT 0.15-14.2 TFLOPs (92x), BiT 1.8-20.3 (11x), hybrid 1.1-12.6 (11x).
-    # lrs: per family the rate this project already trains it with at cpu scale (notebooks 01-03).
-    "cpu": dict(image_size=32, batch_size=128, steps=320, warmup_fraction=0.1, fewshot_max_train=5000,
-                lrs={"ViT": 2e-3, "BiT": 1e-3, "hybrid": 2e-3},
-                ladder=(("ViT", "ViT-XXS/8", 0.25, (0, 1, 2)), ("ViT", "ViT-XXS/8", 1.0, (0, 1, 2)),
-                        ("ViT", "ViT-XXS/4", 1.0, (0,)), ("ViT", "ViT-XS/8", 1.0, (0,)), ("ViT", "ViT-XS/4", 1.0, (0,)),
-                        ("BiT", "R14x1", 0.25, (0, 1, 2)), ("BiT", "R14x1", 1.0, (0,)), ("BiT", "R26x1", 1.0, (0,)),
-                        ("BiT", "R50x1", 1.0, (0,)),
-                        ("hybrid", "R14+ViT-XXS/4", 0.25, (0, 1, 2)), ("hybrid", "R14+ViT-XXS/4", 1.0, (0,)),
-                        ("hybrid", "R50+ViT-XS/8", 1.0, (0,)))),
-    # Not yet run on a GPU: the same shape, 3000 x 512 images (~31 epochs) per full-length run, bigger models,
-    # 3 seeds everywhere.
-    "gpu": dict(image_size=32, batch_size=512, steps=3000, warmup_fraction=0.1, fewshot_max_train=10000,
-                lrs={"ViT": 1e-3, "BiT": 1e-3, "hybrid": 1e-3},
-                ladder=(("ViT", "ViT-XXS/4", 0.25, (0, 1, 2)), ("ViT", "ViT-XXS/4", 1.0, (0, 1, 2)),
-                        ("ViT", "ViT-XS/4", 1.0, (0, 1, 2)), ("ViT", "ViT-Ti/4", 1.0, (0, 1, 2)),
-                        ("ViT", "ViT-S/4", 1.0, (0, 1, 2)),
-                        ("BiT", "R14x1", 0.25, (0, 1, 2)), ("BiT", "R14x1", 1.0, (0, 1, 2)),
-                        ("BiT", "R26x1", 1.0, (0, 1, 2)), ("BiT", "R50x1", 1.0, (0, 1, 2)),
-                        ("BiT", "R101x1", 1.0, (0, 1, 2)),
-                        ("hybrid", "R26+ViT-XXS/4", 0.25, (0, 1, 2)), ("hybrid", "R26+ViT-XXS/4", 1.0, (0, 1, 2)),
-                        ("hybrid", "R26+ViT-XS/4", 1.0, (0, 1, 2)), ("hybrid", "R26+ViT-Ti/4", 1.0, (0, 1, 2)),
-                        ("hybrid", "R50+ViT-Ti/4", 1.0, (0, 1, 2)))),
+    "smoke": dict(image_size=32, batch_size=16, warmup_fraction=0.1, fewshot_max_train=200,
+                  lr_grids={"ViT": (1e-3, 2e-3), "BiT": (1e-3,), "hybrid": (1e-3,)},
+                  lr_steps={"ViT": 3, "BiT": 3, "hybrid": 3},
+                  ladder=(("ViT", "ViT-XXS/8", 3, (0, 1)), ("ViT", "ViT-XXS/8", 6, (0, 1)),
+                          ("BiT", "R14x1", 3, (0, 1)), ("BiT", "R14x1", 6, (0, 1)),
+                          ("hybrid", "R14+ViT-XXS/4", 3, (0, 1)), ("hybrid", "R14+ViT-XXS/4", 6, (0, 1)))),
+    # One model per family, each at 4 budgets of training FLOPs, 0.8 / 2 / 4 / 8 TFLOPs (10x), 3 seeds each, so that
+    # the fronts share 3 seeds at every point. FLOPs per training image at 32 px (torch.utils.flop_counter, forward
+    # + backward): ViT-XXS/4 0.065 G, BiT R14x1 0.175 G, hybrid R14+ViT-XXS/4 0.108 G (its ResNet keeps the stem
+    # alone, stride 4: an 8x8 map, the ViT's 64 tokens); steps = budget / (FLOPs per image x 128). Measured at 32 px
+    # on 2 cores (2026-12-04, Intel Xeon, synthetic batches): 1,265 / 426 / 774 images/s, ~1,150 / ~400 / ~700 in the
+    # loop. Per seed: ViT 1,780 steps 198 s, BiT 666 steps 213 s, hybrid 1,075 steps 197 s = 608 s; 3 seeds 30 min.
+    # The lr choice adds two runs per family at the 2-TFLOP rung (~3 min); probes and FLOP counts ~5 min. ~39 min.
+    "cpu": dict(image_size=32, batch_size=128, warmup_fraction=0.1, fewshot_max_train=5000,
+                lr_grids={"ViT": (1e-3, 2e-3, 4e-3), "BiT": (5e-4, 1e-3, 2e-3), "hybrid": (1e-3, 2e-3, 4e-3)},
+                lr_steps={"ViT": 240, "BiT": 90, "hybrid": 145},
+                ladder=(("ViT", "ViT-XXS/4", 100, (0, 1, 2)), ("ViT", "ViT-XXS/4", 240, (0, 1, 2)),
+                        ("ViT", "ViT-XXS/4", 480, (0, 1, 2)), ("ViT", "ViT-XXS/4", 960, (0, 1, 2)),
+                        ("BiT", "R14x1", 36, (0, 1, 2)), ("BiT", "R14x1", 90, (0, 1, 2)),
+                        ("BiT", "R14x1", 180, (0, 1, 2)), ("BiT", "R14x1", 360, (0, 1, 2)),
+                        ("hybrid", "R14+ViT-XXS/4", 60, (0, 1, 2)), ("hybrid", "R14+ViT-XXS/4", 145, (0, 1, 2)),
+                        ("hybrid", "R14+ViT-XXS/4", 290, (0, 1, 2)), ("hybrid", "R14+ViT-XXS/4", 580, (0, 1, 2)))),
+    # Not yet run on a GPU: the same shape at 20 / 50 / 100 / 200 TFLOPs with ViT-Ti/4 (2.19 GFLOPs per image), BiT
+    # R26x1 (0.28) and R26+ViT-Ti/4 (2.27), batch 512.
+    "gpu": dict(image_size=32, batch_size=512, warmup_fraction=0.1, fewshot_max_train=10000,
+                lr_grids={"ViT": (5e-4, 1e-3, 2e-3), "BiT": (5e-4, 1e-3, 2e-3), "hybrid": (5e-4, 1e-3, 2e-3)},
+                lr_steps={"ViT": 45, "BiT": 350, "hybrid": 43},
+                ladder=(("ViT", "ViT-Ti/4", 18, (0, 1, 2)), ("ViT", "ViT-Ti/4", 45, (0, 1, 2)),
+                        ("ViT", "ViT-Ti/4", 90, (0, 1, 2)), ("ViT", "ViT-Ti/4", 180, (0, 1, 2)),
+                        ("BiT", "R26x1", 140, (0, 1, 2)), ("BiT", "R26x1", 350, (0, 1, 2)),
+                        ("BiT", "R26x1", 700, (0, 1, 2)), ("BiT", "R26x1", 1400, (0, 1, 2)),
+                        ("hybrid", "R26+ViT-Ti/4", 17, (0, 1, 2)), ("hybrid", "R26+ViT-Ti/4", 43, (0, 1, 2)),
+                        ("hybrid", "R26+ViT-Ti/4", 86, (0, 1, 2)), ("hybrid", "R26+ViT-Ti/4", 172, (0, 1, 2)))),
 }
 
 
 @dataclass(frozen=True)
 class Config:
-    """What notebook 05 runs at one scale: the recipe shared by every model and each family's ladder."""
+    """What notebook 05 runs at one scale: the recipe shared by every model, each family's lr grid and ladder."""
 
     scale: Scale
     data_dir: Optional[str]
     image_size: int           # px
     batch_size: int
-    steps: int                # the base length; a rung trains for round(steps x its length)
     warmup_fraction: float    # of each run's steps
-    lrs: dict                 # family -> lr
+    lr_grids: dict            # family -> the lrs its held-out choice is made from
+    lr_steps: dict            # family -> the rung length (steps) the choice is made at
     fewshot_max_train: Optional[int]
     ladder: tuple             # Rung, in the order they run
 
-    def steps_of(self, rung: Rung) -> int:
-        return max(1, round(self.steps * rung.length))
-
     def pretraining(self, rung: Rung) -> ProbedPretraining:
         """One rung's model and budget in the settings that notebooks 02 and 03 use."""
-        steps = self.steps_of(rung)
         return ProbedPretraining(scale=self.scale, data_dir=self.data_dir, model=rung.model,
-                                 image_size=self.image_size, batch_size=self.batch_size, steps=steps,
-                                 warmup_steps=round(steps * self.warmup_fraction),
+                                 image_size=self.image_size, batch_size=self.batch_size, steps=rung.steps,
+                                 warmup_steps=max(1, round(rung.steps * self.warmup_fraction)),
                                  fewshot_max_train=self.fewshot_max_train)
 
-    def train_scale(self, rung: Rung) -> Scale:
-        """The scale's preset with this rung's model, budget and family lr. BiTs keep the paper's 7x7/2 +
-        max-pool stem at every scale (the hybrids' stem too; the CIFAR stem would cost ~10x more FLOPs)."""
+    def train_scale(self, rung: Rung, lr: float) -> Scale:
+        """The scale's preset with this rung's model and budget at ``lr``. BiTs keep the paper's 7x7/2 + max-pool
+        stem at every scale (the hybrids' stem too; the CIFAR stem would cost ~10x more FLOPs)."""
         family = SCALE_FAMILY[rung.family]
-        return dataclasses.replace(self.pretraining(rung).scale_with_budget(self.lrs[rung.family], family),
-                                   bit_overrides={})
+        return dataclasses.replace(self.pretraining(rung).scale_with_budget(lr, family), bit_overrides={})
+
+    def lr_rung(self, family: str) -> Rung:
+        """The rung a family's lr is chosen at (seed 0)."""
+        first = next(r for r in self.ladder if r.family == family)
+        return Rung(family, first.model, self.lr_steps[family], (0,))
 
     @property
     def probe(self) -> Probe:
@@ -163,40 +159,57 @@ class Config:
 
     def budget(self) -> str:
         runs = sum(len(r.seeds) for r in self.ladder)
-        images = sum(len(r.seeds) * self.steps_of(r) * self.batch_size for r in self.ladder)
-        ladders = "; ".join(f"{family}: " + ", ".join(f"{r.model} x{r.length:g}" + (f" ({len(r.seeds)} seeds)"
-                                                                                   if len(r.seeds) > 1 else "")
-                                                      for r in self.ladder if r.family == family)
+        images = sum(len(r.seeds) * r.steps * self.batch_size for r in self.ladder)
+        ladders = "; ".join(f"{family}: {next(r.model for r in self.ladder if r.family == family)} at "
+                            + "/".join(str(r.steps) for r in self.ladder if r.family == family) + " steps, lr from "
+                            + "/".join(f"{lr:g}" for lr in self.lr_grids[family])
                             for family in FAMILIES if any(r.family == family for r in self.ladder))
-        return (f"{runs} training runs, {images:,} images in all, at {self.image_size} px, batch {self.batch_size}, "
-                f"base length {self.steps} steps ({ladders})")
+        return (f"{runs} training runs, {images:,} images in all, at {self.image_size} px, batch {self.batch_size} "
+                f"({ladders}; each lr chosen on held-out, seed 0)")
 
 
 def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-               **overrides) -> Config:
+               length_scale: Optional[float] = None, **overrides) -> Config:
     """The settings of notebook 05 at ``scale``; ``seeds`` (None: each rung's own) replaces every rung's seeds;
-    ``overrides`` (image_size, batch_size, steps, warmup_fraction, lrs, fewshot_max_train, ladder) replace the
-    preset's, None keeps it; unknown keys are errors."""
+    ``length_scale`` (None: 1) multiplies every rung's steps and the lr choices' (e.g. 0.5 for a quicker look);
+    ``overrides`` (image_size, batch_size, warmup_fraction, lr_grids, lr_steps, fewshot_max_train, ladder)
+    replace the preset's, None keeps it; unknown keys are errors."""
     if scale not in PRESETS:
         raise ValueError(f"notebook 05 runs at {sorted(PRESETS)}; at 'paper' scale Fig. 5 needs JFT-300M")
+    if length_scale is not None and not (isinstance(length_scale, (int, float)) and length_scale > 0):
+        raise ValueError(f"length_scale={length_scale!r}: must be a positive number (1 keeps the preset's steps)")
     preset = get_scale(scale)
     values = preset_values(PRESETS, scale, overrides, what="notebook 05", seed_fields={})
-    ladder = tuple(Rung(family, model, float(length), tuple(seeds if seeds is not None else rung_seeds))
-                   for family, model, length, rung_seeds in values.pop("ladder"))
+
+    def scaled(steps: int) -> int:
+        return max(1, round(steps * (length_scale or 1)))
+
+    values["lr_steps"] = {f: scaled(n) for f, n in values["lr_steps"].items()}
+    ladder = tuple(Rung(family, model, scaled(int(steps)), tuple(seeds if seeds is not None else rung_seeds))
+                   for family, model, steps, rung_seeds in values.pop("ladder"))
     unknown = sorted({r.family for r in ladder} - set(FAMILIES))
-    if unknown or not all(r.seeds for r in ladder):
-        raise ValueError(f"ladder families must be among {FAMILIES} and every rung needs a seed (got {unknown})")
-    missing = sorted({r.family for r in ladder} - set(values["lrs"]))
+    if unknown or not all(r.seeds for r in ladder) or not all(r.steps > 0 for r in ladder):
+        raise ValueError(f"ladder families must be among {FAMILIES}, every rung needs a seed and positive steps "
+                         f"(got families {unknown})")
+    missing = sorted({r.family for r in ladder} - (set(values["lr_grids"]) & set(values["lr_steps"])))
     if missing:
-        raise ValueError(f"no lr for the famil(ies) {missing}: give lrs={{family: lr}}")
+        raise ValueError(f"no lr grid or lr_steps for the famil(ies) {missing}: give lr_grids={{family: (lr, ...)}} "
+                         "and lr_steps={family: steps}")
     return Config(scale=preset, data_dir=data_dir if data_dir is not None else preset.data_dir, ladder=ladder,
                   **values)
 
 
 def settings_markdown(config: Config) -> str:
-    """Where this notebook's pre-training departs from the paper (for the first ViT of the ladder)."""
+    """Where this notebook's pre-training departs from the paper (for the first ViT rung; its lr is chosen on
+    held-out from its family's grid, shown here at the grid's middle)."""
     first = next((r for r in config.ladder if r.family == "ViT"), config.ladder[0])
-    return pretrain_departures_markdown(config.train_scale(first))
+    grid = config.lr_grids[first.family]
+    return pretrain_departures_markdown(config.train_scale(first, grid[len(grid) // 2]), rows={
+        "pre-training lr, decay, weight decay": "per family, chosen on held-out from " + "; ".join(
+            f"{f} {'/'.join(f'{lr:g}' for lr in g)}" for f, g in config.lr_grids.items())
+        + f", {config.scale.pretrain_schedule} wd {config.scale.pretrain_weight_decay:g}",
+        "pre-training length": "; ".join(f"{f} " + "/".join(str(r.steps) for r in config.ladder if r.family == f)
+                                         + " steps" for f in FAMILIES if any(r.family == f for r in config.ladder))})
 
 
 @dataclass(frozen=True)
@@ -208,8 +221,17 @@ class RunRecord:
     run_dir: Path
 
 
+@dataclass
 class Runs(RunSet):
-    """The runs of one execution of notebook 05 (``RunRecord`` each), with where its results go."""
+    """The runs of one execution of notebook 05 (``RunRecord`` each), with where its results go, and each family's
+    held-out lr choice (``lr_choices``: family -> {lr: run dir})."""
+
+    lr_choices: dict = field(default_factory=dict)
+
+    def chosen_lr(self, family: str) -> float:
+        """The lr with the best held-out top-1 among the family's choice runs."""
+        scores = {lr: load_run(d)["val_accuracy"] for lr, d in self.lr_choices[family].items()}
+        return max(scores, key=scores.get)
 
 
 def point_name(model: str, steps: int) -> str:
@@ -218,27 +240,55 @@ def point_name(model: str, steps: int) -> str:
 
 
 def run(scale: str, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-        out_dir: str | Path = "../results", device: str = "auto", **overrides) -> Runs:
-    """Pre-train every rung of every family at each of its seeds, probe it, and count its FLOPs. Runs that
-    finished before are found by their config and not trained again."""
-    from ..train import TrainConfig
+        out_dir: str | Path = "../results", device: str = "auto", length_scale: Optional[float] = None,
+        **overrides) -> Runs:
+    """Per family: choose the lr on the held-out split (its grid at ``lr_steps``, seed 0), then pre-train every
+    rung at each of its seeds with it, probe it, and count its FLOPs. Runs that finished before are found by their
+    config and not trained again (the choice run of the chosen lr is a rung's seed-0 run)."""
+    from ..train import TrainConfig, train
 
-    config = get_config(scale, seeds=seeds, data_dir=data_dir, **overrides)
+    config = get_config(scale, seeds=seeds, data_dir=data_dir, length_scale=length_scale, **overrides)
     runs = Runs(config, results_dir(NAME, scale, out_dir))
-    progress = RunProgress(sum(len(r.seeds) for r in config.ladder), "training runs")
-    for rung in config.ladder:
-        for seed in rung.seeds:
-            # eval_on_test=False: the probe scores the classifier on the whole test split from the same pass
-            # that extracts the test features, so a second pass over it would only cost time.
-            fields = train_fields(config.train_scale(rung), "pretrain", SCALE_FAMILY[rung.family],
-                                  data_dir=config.data_dir, out_dir=runs.out / "runs", device=device, seed=seed,
-                                  eval_every=0, eval_on_test=False)
-            cfg = TrainConfig(**fields)
-            run_dir = train_and_probe(cfg, config.probe, label=f"{point_name(rung.model, cfg.steps)} seed {seed}",
-                                      device=device, progress=progress)
-            run_training_flops(run_dir)
-            runs.records.append(RunRecord(rung.family, rung.model, cfg.steps, seed, run_dir))
+    families = [f for f in FAMILIES if any(r.family == f for r in config.ladder)]
+    progress = RunProgress(sum(len(r.seeds) for r in config.ladder)
+                           + sum(len(config.lr_grids[f]) for f in families), "training runs")
+
+    def fields(rung: Rung, lr: float, seed: int) -> dict:
+        # eval_on_test=False: the probe scores the classifier on the whole test split from the same pass that
+        # extracts the test features, so a second pass over it would only cost time.
+        return train_fields(config.train_scale(rung, lr), "pretrain", SCALE_FAMILY[rung.family],
+                            data_dir=config.data_dir, out_dir=runs.out / "runs", device=device, seed=seed,
+                            eval_every=0, eval_on_test=False)
+
+    for family in families:
+        rung = config.lr_rung(family)
+        runs.lr_choices[family] = {}
+        for lr in config.lr_grids[family]:
+            label = f"{point_name(rung.model, rung.steps)} lr {lr:g} (held-out lr choice)"
+            runs.lr_choices[family][lr] = train(TrainConfig(**fields(rung, lr, 0)), **progress.train_kwargs(label))
+            progress.finished(label, f"held-out top-1 {100 * load_run(runs.lr_choices[family][lr])['val_accuracy']:.1f}%")
+        lr = runs.chosen_lr(family)
+        for rung in (r for r in config.ladder if r.family == family):
+            for seed in rung.seeds:
+                cfg = TrainConfig(**fields(rung, lr, seed))
+                run_dir = train_and_probe(cfg, config.probe, label=f"{point_name(rung.model, cfg.steps)} seed {seed}",
+                                          device=device, progress=progress)
+                run_training_flops(run_dir)
+                runs.records.append(RunRecord(rung.family, rung.model, cfg.steps, seed, run_dir))
     return runs
+
+
+def lr_table(runs: Runs) -> pd.DataFrame:
+    """Each family's held-out lr choice: every lr of its grid, the held-out top-1 (%) at the choice's rung, and
+    which was chosen."""
+    rows = []
+    for family, choices in runs.lr_choices.items():
+        chosen = runs.chosen_lr(family)
+        for lr, run_dir in choices.items():
+            loaded = load_run(run_dir)
+            rows.append({"family": family, "model": loaded["model"], "steps": loaded["steps"], "lr": f"{lr:g}",
+                         "held-out top-1 (%)": 100 * loaded["val_accuracy"], "chosen": lr == chosen})
+    return pd.DataFrame(rows)
 
 
 # --- fronts: pure functions on (cost, accuracy) points ---------------------------------------------------
@@ -543,10 +593,11 @@ def front_table(runs: Runs) -> pd.DataFrame:
 def table_note(runs: Runs) -> str:
     """What a reader needs to read the table right (printed under it)."""
     c = runs.config
-    several = sorted({point_name(r.model, c.steps_of(r)) for r in c.ladder if len(r.seeds) > 1})
+    several = sorted({point_name(r.model, r.steps) for r in c.ladder if len(r.seeds) > 1})
+    lrs = ", ".join(f"{f} {runs.chosen_lr(f):g}" for f in runs.lr_choices)
     note = (f"Every model: trained from scratch on CIFAR-10 at {c.image_size} px, batch {c.batch_size}, AdamW with "
-            f"the scale's weight decay and linear decay after a {c.warmup_fraction:.0%} warm-up; lr per family "
-            f"({', '.join(f'{k} {v:g}' for k, v in c.lrs.items())}), not tuned per model. Seeds: "
+            f"the scale's weight decay and linear decay after a {c.warmup_fraction:.0%} warm-up; lr per family, "
+            f"chosen on the held-out split at one rung with seed 0 ({lrs}; lr_table.md has every lr). Seeds: "
             f"{', '.join(several) if several else 'none'} with several (mean ± std); one seed elsewhere. The "
             "verdicts compare the families' fronts seed by seed, over the seeds that every point has. Test top-1: "
             "the trained classifier on the whole test split; "
@@ -619,7 +670,8 @@ def summary(runs: Runs, found: Sequence[dict]) -> str:
              for family, pts in fronts(runs, "test", "flops").items()]
     c = runs.config
     return summary_markdown(f"scale `{c.scale.name}`, {sum(len(r.seeds) for r in c.ladder)} runs at "
-                            f"{c.image_size} px, base length {c.steps} steps",
+                            f"{c.image_size} px, each family at {len({r.steps for r in c.ladder}) // len(FAMILIES)} "
+                            "budgets",
                             load_run(runs.records[0].run_dir) if runs.records else {}, found,
                             decidable=c.decidable, extra_lines=lines)
 
@@ -631,15 +683,14 @@ def findings(runs: Runs) -> dict:
     why = [f"Every model is trained from scratch on CIFAR-10 at {c.image_size} px for "
            f"{epochs_text([r.run_dir for r in runs.records])}; Fig. 5 is 7-14 epochs of JFT-300M at 224 px, scored "
            "by transfer.", curve_sentence(curve_status([r.run_dir for r in runs.records]), "runs")]
-    full = {}
-    for (family, model, steps), records in groups(runs).items():
-        if steps == c.steps:
-            full.setdefault(family, []).append((model, seed_stats(metric_values(records, "test").values())[0]))
-    shrinking = [f"{family}: {' > '.join(f'{m} {v:.1f}%' for m, v in models)}" for family, models in full.items()
-                 if len(models) > 1 and models[-1][1] < models[0][1]]
-    if shrinking:
-        why.append("At the same number of steps the larger models of a family score lower (" + "; ".join(shrinking)
-                   + "): the budget, not the architecture, decides these fronts.")
+    for family, points in family_points(runs, "test", "flops").items():
+        if len(points) >= 2:  # is the family's accuracy still rising between its two largest budgets?
+            (a, b) = sorted(points, key=lambda p: p["cost"])[-2:]
+            why.append(f"{family}: test top-1 {a['stats'][0]:.1f}% at {flops_text(a['cost'])} and {b['stats'][0]:.1f}% "
+                       f"at {flops_text(b['cost'])} ({b['stats'][0] - a['stats'][0]:+.1f} points for "
+                       f"{b['cost'] / a['cost']:.1f}x the compute)"
+                       + (f"; lr {runs.chosen_lr(family):g} chosen on held-out" if family in runs.lr_choices else "")
+                       + ".")
     seeds = {family: min(len(p["values"]) for p in points)
              for family, points in family_points(runs, "test", "flops").items()}
     if seeds and min(seeds.values()) < 2:
@@ -651,6 +702,6 @@ def findings(runs: Runs) -> dict:
             "why": why}
 
 __all__ = ["findings", "NAME", "FAMILIES", "Rung", "Config", "RunRecord", "Runs", "get_config", "settings_markdown", "run",
-           "pareto_front", "front_value", "common_range", "grid_costs", "equal_accuracy_cost_ratio", "seed_fronts",
+           "lr_table", "pareto_front", "front_value", "common_range", "grid_costs", "equal_accuracy_cost_ratio", "seed_fronts",
            "front_gaps", "verdict_front_above", "verdict_gap_shrinks", "family_points", "fronts", "claims", "table",
            "front_table", "table_note", "plot", "summary"]

@@ -20,12 +20,14 @@ points gained per decade of data; the ViT should gain more per decade than the B
 within the measured range, and where the fitted lines would cross, is stated beside it.
 
 Budget: every size gets the same training steps, so the smaller sets are seen for more epochs. The paper
-does the same (same hyper-parameters for every JFT subset, no extra regularisation on the small ones) but
-reports the best validation accuracy during training (early stopping); here the final weights are scored,
-with no early stopping, and the held-out curve (evaluated along training) shows whether a small set
-overfits (the table's "best held-out step"). Scales: ``smoke`` (seconds, the embedded mini copy, one seed:
-plumbing only), ``cpu`` (ViT-XXS/4 vs BiT R14x1, 1k-15k images, 3 seeds, ~19 minutes on 2 cores; the
-arithmetic is beside ``PRESETS``), ``gpu`` (ViT-Ti/4 vs BiT R26x1 with the CIFAR stem, 2.5k-45k images).
+does the same (same hyper-parameters for every JFT subset, no extra regularisation on the small ones) and
+reports the best validation accuracy during training (early stopping); so does this notebook: every run is
+evaluated on the held-out split along training and keeps the weights of its best evaluation
+(``TrainConfig.keep_best``), which are the ones probed and scored. The table shows where each run's best was
+("best held-out step") and how far the training accuracy ran ahead of the held-out one (over-fitting on the
+small sets: the regime Fig. 4 speaks of). Scales: ``smoke`` (seconds, the embedded mini copy, one seed:
+plumbing only), ``cpu`` (ViT-XXS/4 vs BiT R14x1, 1k-49k images, 400 steps, 3 seeds, ~39 minutes on 2 cores;
+the arithmetic is beside ``PRESETS``), ``gpu`` (ViT-Ti/4 vs BiT R26x1, 1k-49k images, not yet run).
 
 Departures: CIFAR-10 subsets of 10^3-10^4.5 images at 32 px instead of JFT-300M subsets of 9M-300M at 224 px,
 probed on CIFAR-10 instead of ImageNet; models of ~0.15M (ViT) and ~8M (BiT) parameters instead of ViT-B/L and
@@ -83,20 +85,20 @@ PRESETS = {
     # 8 runs of a few steps at a small batch: the BiT's steps dominate the notebook's smoke time.
     "smoke": dict(model="ViT-XXS/8", bit="R14x1", image_size=32, batch_size=16, steps=6, warmup_steps=2, lr=1e-3,
                   bit_lr=1e-3, sizes=(100, 250, 600, 1500), seeds=(0,), fewshot_max_train=200, eval_every=3),
-    # Sized from measured idle throughput on 2 cores at 32 px (benchmarks/RESULTS.md): ViT-XXS/4 ~1100 images/s,
-    # BiT R14x1 ~490. One (size, seed) pair = 200 steps x 128 = 25,600 images per model: 23 s + 52 s = 75 s;
-    # 4 sizes x 3 seeds = 12 pairs = 15 min of training. Per run on top: 4 held-out evaluations of 1,000 images,
-    # the probe's features of 1,000 support-pool + 10,000 test images (inference at ~3x the training rate) and
-    # start-up, ~6 s (ViT) + ~12 s (BiT) = ~3.6 min for the 12 pairs. Total ~19 min. Steps, not set size, drive
-    # the cost: 25,600 images are 25.6 epochs of the 1,000-image set and 1.7 of the 15,000-image one, which is
-    # why the largest set stays below the images seen (a set larger than them would be seen less than once).
-    "cpu": dict(model="ViT-XXS/4", bit="R14x1", image_size=32, batch_size=128, steps=200, warmup_steps=20, lr=2e-3,
-                bit_lr=1e-3, sizes=(1000, 2500, 6000, 15000), seeds=(0, 1, 2), fewshot_max_train=1000, eval_every=50),
-    # Not measured on a GPU yet: 1,000 steps x 512 = 512k images per run (11 epochs of 45k, 205 of 2.5k); at a
-    # guessed ~20k (ViT-Ti/4) and ~8k (R26x1, CIFAR stem) images/s, 24 runs take ~18 min.
-    "gpu": dict(model="ViT-Ti/4", bit="R26x1", image_size=32, batch_size=512, steps=1000, warmup_steps=100, lr=1e-3,
-                bit_lr=1e-3, sizes=(2500, 6000, 15000, 45000), seeds=(0, 1, 2), fewshot_max_train=10000,
-                eval_every=250),
+    # The regime of Fig. 3/4 is over-fitting on the small sets, so every size trains as long as the smallest needs
+    # to over-fit (its held-out top-1 peaks before the end) and reports its best held-out evaluation (early stopping,
+    # keep_best), from 1,000 images to the whole training split (49,000 after the held-out 2%). 400 steps x 128 =
+    # 51,200 images: 51 epochs of 1,000 images, 5 of 10,000, 1 of 49,000. Measured at 32 px on 2 cores
+    # (2026-12-04, Intel Xeon; synthetic batches): ViT-XXS/4 1,265 images/s, BiT R14x1 426; in the loop ~1,150 and
+    # ~400. One (size, seed) pair: 51,200 / 1,150 + 51,200 / 400 = 45 + 128 = 173 s; 4 sizes x 3 seeds = 12 pairs =
+    # 35 min; 10 held-out evaluations of 1,000 images per run and the probe (1,000 support-pool + 10,000 test
+    # images) add ~6 s (ViT) / ~12 s (BiT) per run, ~4 min: ~39 minutes.
+    "cpu": dict(model="ViT-XXS/4", bit="R14x1", image_size=32, batch_size=128, steps=400, warmup_steps=40, lr=2e-3,
+                bit_lr=1e-3, sizes=(1000, 3000, 10000, 49000), seeds=(0, 1, 2), fewshot_max_train=1000, eval_every=40),
+    # Not measured on a GPU yet: 2,000 steps x 512 = 1M images per run (21 epochs of 49,000, 1,024 of 1,000).
+    "gpu": dict(model="ViT-Ti/4", bit="R26x1", image_size=32, batch_size=512, steps=2000, warmup_steps=200, lr=1e-3,
+                bit_lr=1e-3, sizes=(1000, 3000, 10000, 49000), seeds=(0, 1, 2), fewshot_max_train=10000,
+                eval_every=100),
 }
 
 
@@ -159,7 +161,8 @@ def settings_markdown(config: Config) -> str:
         "pre-training data": (f"{c.scale.dataset}: nested random subsets of "
                               f"{', '.join(f'{s:,}' for s in c.sizes)} images"),
         "pre-training length": (f"{c.steps} steps at every size ({c.epochs(c.sizes[-1]):.1f}-"
-                                f"{c.epochs(c.sizes[0]):.1f} epochs); final weights, no early stopping"),
+                                f"{c.epochs(c.sizes[0]):.1f} epochs); the best held-out evaluation's weights "
+                                "(early stopping)"),
         "pre-training lr, decay, weight decay": (f"{c.lr:g} (ViT) / {c.bit_lr:g} (BiT), "
                                                  f"{c.scale.pretrain_schedule} wd {c.scale.pretrain_weight_decay:g}"),
     })
@@ -193,9 +196,10 @@ def run(scale: str, seeds: Optional[Sequence[int]] = None, data_dir: Optional[st
         for size in config.sizes:
             for family in FAMILIES:
                 # The test split is scored by the probe (the classifier's head on its test features), not twice.
+                # keep_best: the weights of the best held-out evaluation are the ones probed and reported.
                 fields = train_fields(config.train_scale, "pretrain", family, data_dir=config.data_dir,
                                       out_dir=runs.out / "runs", device=device, seed=seed, max_train=size,
-                                      eval_on_test=False)
+                                      eval_on_test=False, keep_best=True)
                 model = config.models[family]
                 run_dir = train_and_probe(TrainConfig(**fields), config.probe, device=device,
                                           label=f"{model} on {size:,} images seed {seed}", progress=progress)
@@ -340,14 +344,17 @@ def claims(runs: Runs) -> list[dict]:
     return [c for c in found if c is not None]
 
 
-def _heldout(run_dir: Path) -> tuple[Optional[float], Optional[int]]:
-    """The final held-out top-1 (%) and the step of the best held-out evaluation along training."""
-    evals = [r for r in read_jsonl(Path(run_dir) / "metrics.jsonl")
-             if r.get("event") == "eval" and r.get("split") == "val"]
+def _heldout(run_dir: Path) -> tuple[Optional[float], Optional[int], Optional[float]]:
+    """The last held-out top-1 (%), the step of the best held-out evaluation along training, and the running
+    training top-1 at the end minus that last held-out top-1 (points: how far the run over-fits)."""
+    records = read_jsonl(Path(run_dir) / "metrics.jsonl")
+    evals = [r for r in records if r.get("event") == "eval" and r.get("split") == "val"]
+    train = [r for r in records if r.get("event") == "train"]
     if not evals:
-        return None, None
+        return None, None, None
     best = max(evals, key=lambda r: (r["accuracy"], -r["step"]))
-    return 100 * evals[-1]["accuracy"], best["step"]
+    gap = 100 * (train[-1]["accuracy"] - evals[-1]["accuracy"]) if train else None
+    return 100 * evals[-1]["accuracy"], best["step"], gap
 
 
 def table(runs: Runs) -> pd.DataFrame:
@@ -364,14 +371,16 @@ def table(runs: Runs) -> pd.DataFrame:
             few = seed_stats([fewshot_top1(r.run_dir, SHOTS) for r in records])
             top1 = seed_stats([_test_top1(r.run_dir) for r in records])
             heldout = [_heldout(r.run_dir) for r in records]
-            finals = [h for h, _ in heldout if h is not None]
+            finals = [h for h, _, _ in heldout if h is not None]
+            gaps = [g for _, _, g in heldout if g is not None]
             rows.append({
                 "model": records[0].model, "pre-training images": size, "epochs": config.epochs(size),
                 "seeds": few[2], FEWSHOT_METRIC: few[0], f"{SHOTS}-shot std (points)": few[1],
                 f"{SHOTS}-shot std over support draws (points)": support_std([r.run_dir for r in records]),
                 TEST_METRIC: top1[0], "test top-1 std (points)": top1[1],
                 "held-out top-1 (%)": sum(finals) / len(finals) if finals else None,
-                "best held-out step": ", ".join(str(s) for _, s in heldout if s is not None) or None,
+                "best held-out step": ", ".join(str(s) for _, s, _ in heldout if s is not None) or None,
+                "train - held-out (points)": sum(gaps) / len(gaps) if gaps else None,
                 **cost_columns([load_run(r.run_dir) for r in records]),
                 "paper": verdicts or "—",
                 "run dirs": "; ".join(repo_relative(r.run_dir) for r in records),
@@ -409,9 +418,10 @@ def table_note(runs: Runs) -> str:
             f"{SHOTS}-shot linear top-1: a ridge probe (lambda 2^10) on the frozen pre-logits features, {SHOTS} "
             f"images per class from a pool of {c.probe.max_train or 'all'} training images, "
             f"{draws_text([r.run_dir for r in runs.records])}. Test top-1: the trained classifier, scored by the probe on the same test "
-            f"features. Mean ± std over {len(c.seeds)} training seed(s). Final weights, no early stopping; the "
-            "held-out split (2% of the training split, never in a subset) is evaluated every "
-            f"{c.eval_every} steps: 'best held-out step' per seed shows where a set would have stopped early. "
+            f"features. Mean ± std over {len(c.seeds)} training seed(s). The held-out split (2% of the training split, "
+            f"never in a subset) is evaluated every {c.eval_every} steps and each run keeps the weights of its best "
+            "evaluation (early stopping, as the paper): 'best held-out step' per seed; 'train - held-out (points)' is "
+            "the running training top-1 at the end minus the last held-out top-1 (over-fitting). "
             "No number of the paper is comparable (JFT subsets of 9M-300M images probed on ImageNet), so the "
             "'paper' column gives the claims and our verdicts; slopes.md has the slopes. ")
     return finish_note(note, c, cifar10="CIFAR-10 here is the JPEG-compressed copy (quality ~75).")

@@ -41,7 +41,8 @@ hundred steps, fine-tuned at the pre-training resolution (32 px). No number is c
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -76,27 +77,28 @@ RATE_CLAIM = "Corrupting 15% of the patches is worse than 50% by few-shot score 
 PRESETS = {
     "smoke": dict(model="ViT-XXS/8", image_size=32, batch_size=32, steps=8, warmup_steps=2, lr=1e-3, mpp_lr=1e-3,
                   target_size=400, finetune_steps=6, finetune_lrs=(0.01, 0.03), scratch_lrs=(0.03, 0.1),
-                  refit=False, heldout_images=80, ablation_steps=8, seeds=(0,), ablation_seeds=(0,),
+                  refit=False, heldout_images=80, ablation_steps=8, seeds=(0,), ablation_seeds=(0, 1),
                   fewshot_max_train=None),
-    # Sized for ~22 min on 2 idle cores. A step of batch 128 of ViT-XXS/4 at 32 px takes 128 / 1100 images/s
-    # = 0.116 s (benchmarks/RESULTS.md); per step, relative to that (measured on one thread): MPP with the mean
-    # colour ~1.2 (its 512-way head), pixels ~0.7, the 4x4 downsized target ~6 (a 16 x 512-way head on every
-    # patch).
-    #   pre-training: 3 seeds x (MPP 1.2 + supervised 1.0) x 600 steps        = 3960 step-units ->  460 s
-    #   fine-tuning:  3 arms x 3 seeds x 2 lrs (held-out sweep, no refit) x 200 = 3600         ->  418 s
-    #   ablation, 1 seed x 250 steps: (1.2 + 6 + 0.7 + 1.2 at 15%) x 250        = 2275         ->  264 s
-    #   = 1142 s of training; + evaluations (28 runs x the 10k test images at ~3000 images/s, ~90 s), 7 probes
-    #   (15k images each, ~35 s), data and start-up (~30 s): ~1300 s, about 22 minutes.
-    "cpu": dict(model="ViT-XXS/4", image_size=32, batch_size=128, steps=600, warmup_steps=60, lr=2e-3, mpp_lr=2e-3,
+    # Long enough that the MPP representation's 5-shot score can rise clearly above a randomly initialised model's
+    # (both are shown), with 2 seeds per ablation cell (one seed decides nothing). A step of batch 128 of ViT-XXS/4
+    # at 32 px takes 128 / 1,150 images/s = 0.111 s in the loop (measured 2026-12-04, Intel Xeon, 2 cores); per
+    # step, relative to that (measured on one thread): MPP with the mean colour ~1.2 (its 512-way head), pixels
+    # ~0.7, the 4x4 downsized target ~6 (a 16 x 512-way head on every patch).
+    #   pre-training: 3 seeds x (MPP 1.2 + supervised 1.0) x 1200 steps (3.4 epochs of 45k)   = 7920 units ->  880 s
+    #   fine-tuning:  3 arms x 3 seeds x 3 lrs (2 + one past the edge, no refit) x 200 steps   = 5400       ->  600 s
+    #   ablation, 2 seeds x 300 steps: (1.2 + 6 + 0.7 + 1.2 at 15%) x 300 x 2                 = 5460       ->  606 s
+    #   = 2090 s of training; + evaluations of 27 fine-tunings (11k images each, ~90 s), 11 probes and 3 of random
+    #   initialisations (~70 s), data and start-up (~40 s): ~2290 s, about 38 minutes.
+    "cpu": dict(model="ViT-XXS/4", image_size=32, batch_size=128, steps=1200, warmup_steps=120, lr=2e-3, mpp_lr=2e-3,
                 target_size=5000, finetune_steps=200, finetune_lrs=(0.01, 0.03), scratch_lrs=(0.03, 0.1),
-                refit=False, heldout_images=1000, ablation_steps=250, seeds=(0, 1, 2), ablation_seeds=(0,),
+                refit=False, heldout_images=1000, ablation_steps=300, seeds=(0, 1, 2), ablation_seeds=(0, 1),
                 fewshot_max_train=None),
     # Not yet run on a GPU: ViT-Ti/4 on the 45k source for 3000 steps of 512 (34 epochs), fine-tuning 500 steps
     # of the scale's batch 512 (51 epochs of the target) with the lr refit on the whole target part; the ablation
     # at the main length shares its mean-colour run with (b).
     "gpu": dict(model="ViT-Ti/4", image_size=32, batch_size=512, steps=3000, warmup_steps=300, lr=1e-3, mpp_lr=1e-3,
                 target_size=5000, finetune_steps=500, finetune_lrs=(0.003, 0.01, 0.03), scratch_lrs=(0.01, 0.03, 0.1),
-                refit=True, heldout_images=1000, ablation_steps=3000, seeds=(0, 1, 2), ablation_seeds=(0,),
+                refit=True, heldout_images=1000, ablation_steps=3000, seeds=(0, 1, 2), ablation_seeds=(0, 1),
                 fewshot_max_train=None),
 }
 
@@ -214,8 +216,12 @@ class RunRecord:
     sweep: Optional[SweepResult] = None  # fine-tuning: the held-out lr choice
 
 
+@dataclass
 class Runs(RunSet):
-    """The runs of one execution of notebook 06 (``RunRecord`` each), with where its results go."""
+    """The runs of one execution of notebook 06 (``RunRecord`` each), with where its results go, and the 5-shot
+    score of the randomly initialised model per seed (``random_init_fewshot``)."""
+
+    random_init: dict = field(default_factory=dict)
 
 
 def pretrain_config(config: Config, out: Path, *, seed: int, device: str, objective: str,
@@ -284,7 +290,40 @@ def run(scale: str, seeds: Optional[Sequence[int]] = None, ablation_seeds: Optio
             run_dir = train_and_probe(cfg, config.probe, label=f"MPP {ablation_name(target, rate)} seed {seed}",
                                       device=device, progress=progress)
             runs.records.append(RunRecord("ablation", "mpp", seed, run_dir, cfg.lr, target, rate))
+    runs.random_init = random_init_fewshot(config, runs.out, device)
     return runs
+
+
+RANDOM_INIT_FILE = "random_init_fewshot.json"
+
+
+def random_init_fewshot(config: Config, out: Path, device: str = "auto") -> dict[int, float]:
+    """``{seed: 5-shot linear top-1 (%)}`` of the MPP model's architecture at its random initialisation (the seed's
+    own init), probed like the MPP runs: the floor that pre-training must rise above. Kept in
+    ``random_init_fewshot.json`` beside the runs (read back, and in redraw mode only read)."""
+    import torch
+
+    from ..models import create_model
+    from ..train import RunNotFinished, redraw_only
+    from . import probe_model
+
+    path = out / RANDOM_INIT_FILE
+    probe = config.probe
+    saved = json.loads(path.read_text()) if path.exists() else None
+    if saved and {k: v for k, v in saved["probe"].items() if k != "seeds"} == \
+            {k: v for k, v in probe.record().items() if k != "seeds"} and \
+            sorted(map(int, saved["scores"])) == sorted(config.seeds):
+        return {int(k): v for k, v in saved["scores"].items()}
+    if redraw_only():
+        raise RunNotFinished(f"redraw: no {RANDOM_INIT_FILE} for seeds {list(config.seeds)}; run without --redraw")
+    scores = {}
+    for seed in config.seeds:
+        cfg = pretrain_config(config, out, seed=seed, device=device, objective="mpp")
+        torch.manual_seed(seed)  # as train() seeds the model's initialisation
+        model = create_model(cfg.model, num_classes=cfg.num_classes(), img_size=cfg.image_size, **cfg.model_overrides)
+        scores[seed] = probe_model(model, probe, device)["fewshot"][str(SHOTS)]["mean"]
+    path.write_text(json.dumps({"probe": probe.record(), "scores": {str(k): v for k, v in scores.items()}}, indent=1))
+    return scores
 
 
 # --- numbers ------------------------------------------------------------------------------------------
@@ -464,6 +503,12 @@ def ablation_table(runs: Runs) -> pd.DataFrame:
             **cost_columns(loaded),
             "run dirs": "; ".join(repo_relative(r.run_dir) for r in records),
         })
+    if runs.random_init:  # the floor: the same architecture, untrained
+        few = seed_stats(runs.random_init.values())
+        rows.append({"MPP variant": "random initialisation (untrained)", "target": None, "corruption rate": None,
+                     "steps": 0, "seeds": few[2], f"{SHOTS}-shot linear top-1 (%)": few[0],
+                     f"{SHOTS}-shot std (points)": few[1],
+                     "paper": "the representation pre-training must rise above"})
     return pd.DataFrame(rows)
 
 
@@ -582,8 +627,10 @@ def findings(runs: Runs) -> dict:
            curve_sentence(curve_status([r.run_dir for r in pre]), "pre-training runs")]
     mpp = [fewshot_top1(r.run_dir, SHOTS) for r in runs.select(stage="pre-train", arm="mpp")]
     if mpp:
+        floor = (f", against {seed_stats(runs.random_init.values())[0]:.1f}% for the same architecture untrained"
+                 if runs.random_init else "")
         why.append(f"The MPP representation's {SHOTS}-shot score (mean patch token) is {sum(mpp) / len(mpp):.1f}% on "
-                   f"the 10 classes (chance 10%).")
+                   f"the 10 classes (chance 10%){floor}.")
     tuned = runs.select(stage="fine-tune")
     if tuned:
         why.append(f"{sum(r.sweep.at_edge for r in tuned)} of {len(tuned)} fine-tuning lr choices ended at an edge of "

@@ -25,8 +25,10 @@ import torch
 
 import repro.train as engine
 from repro.cli import parse_overrides
-from repro.fileio import read_jsonl
-from repro.train import TrainConfig
+from repro.runconfig import TrainConfig
+from repro.rundir import METRICS_FILE, read_metrics
+from repro.runtime import cpu_name
+from repro.scales import get_scale, PRETRAIN
 
 
 @dataclass
@@ -43,7 +45,7 @@ def command_line() -> str:
 
 def hardware_lines(device: torch.device) -> list[str]:
     """Where the figures were measured: CPU model and threads, SIMD level, GPU, library versions."""
-    lines = [f"cpu: {engine.cpu_name()}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}",
+    lines = [f"cpu: {cpu_name()}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}",
              f"torch {torch.__version__}, timm {timm.__version__}, python {sys.version.split()[0]}"]
     if device.type == "cuda":
         lines.insert(0, f"gpu: {torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})")
@@ -63,12 +65,12 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def config_from_args(base: dict, shortcuts: dict, set_pairs: Sequence[str]) -> TrainConfig:
-    """A TrainConfig from a scale's fields, then the script's shortcut flags (None = not given), then
-    ``--set key=value`` pairs (parsed and type-checked by ``repro.cli.parse_overrides``)."""
-    fields = {**base, **{k: v for k, v in shortcuts.items() if v is not None}}
+def config_from_args(scale: str, changes: dict, set_pairs: Sequence[str]) -> TrainConfig:
+    """The ViT pre-training run of ``scale`` (``repro.scales.Scale.run_config``) with the script's ``changes``
+    (None = not given) and ``--set key=value`` pairs (parsed and type-checked by ``repro.cli.parse_overrides``)."""
+    fields = {k: v for k, v in changes.items() if v is not None}
     fields.update(parse_overrides(TrainConfig, set_pairs))
-    return TrainConfig(**fields)
+    return get_scale(scale).run_config(PRETRAIN, "vit", **fields)
 
 
 def with_patch(model_name: str, patch: Optional[int]) -> str:
@@ -113,7 +115,7 @@ def run_engine(cfg: TrainConfig, *, stop_at: Optional[float] = None, budget_s: O
     """
     if cfg.eval_every:
         cfg = dataclasses.replace(cfg, log_every=math.gcd(cfg.log_every, cfg.eval_every))
-    if (cfg.run_dir / "metrics.jsonl").exists():
+    if (cfg.run_dir / METRICS_FILE).exists():
         raise FileExistsError(f"{cfg.run_dir} already holds a run; the benchmark needs a fresh directory")
     train_seconds: dict[int, float] = {}
     stopped = "all steps done"
@@ -136,7 +138,7 @@ def run_engine(cfg: TrainConfig, *, stop_at: Optional[float] = None, budget_s: O
                 raise  # a real Ctrl-C
             run_dir = cfg.run_dir
     curve = [CurvePoint(r["step"], train_seconds[r["step"]], r["accuracy"])
-             for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("event") == "eval" and r.get("split") == "test"]
+             for r in read_metrics(run_dir) if r.get("event") == "eval" and r.get("split") == "test"]
     return run_dir, curve, stopped
 
 

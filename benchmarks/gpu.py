@@ -7,7 +7,7 @@
     counted by ``torch.utils.flop_counter.FlopCounterMode`` over one forward + backward (matrix multiplies
     and attention; the optimizer and elementwise work are not counted). The peak comes from
     ``PEAK_BF16_TFLOPS`` by device name (vendor data sheets, dense, no sparsity) or ``--peak-tflops``.
-(b) Time to accuracy: the ``gpu``-scale ViT (``repro.scales.SCALES["gpu"]``, any TrainConfig field via
+(b) Time to accuracy: the ``gpu``-scale ViT (``repro.scales.SCALES["gpu"].run_config``, any TrainConfig field via
     ``--set key=value``) trained from scratch by ``repro.train.train`` on all 50,000 CIFAR-10 training
     images, data resident on the GPU (``repro.loader.DeviceLoader``), the test split evaluated every
     ``--eval-every`` steps. Training seconds exclude evaluation time (``_common.run_engine``). It stops
@@ -36,7 +36,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from _common import (command_line, config_from_args, fmt_s, hardware_lines, run_engine, seconds_to, sync, table,
                      timm_vit_like)
 from repro import create_model
-from repro.scales import SCALES
 
 # Dense bf16 tensor-core peak in TFLOP/s by device name (first match wins: specific names first).
 PEAK_BF16_TFLOPS = [("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0),
@@ -44,7 +43,7 @@ PEAK_BF16_TFLOPS = [("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A1
 CPU_PLACEHOLDER_TFLOPS = 1.0  # --tiny on a CPU: exercises the MFU arithmetic, measures nothing about a GPU
 
 TINY_CIFAR = dict(model="ViT-XXS/8", data_dir="embedded", max_train=512, max_test=256, batch_size=32, steps=20,
-                  warmup_steps=3, eval_every=5, log_every=5, model_overrides={}, device="cpu")
+                  warmup_steps=3, eval_every=5, log_every=5, device="cpu")
 
 
 def peak_tflops(device_name: str | None, override: float | None = None) -> tuple[float | None, str]:
@@ -131,11 +130,8 @@ def throughput(args, device: torch.device) -> dict:
 
 def time_to_accuracy(args, out: Path) -> dict:
     """Part (b): the gpu-scale ViT's training seconds to each target test top-1."""
-    base = {**SCALES["gpu"].train_fields("pretrain", "vit"), "heldout": False, "eval_every": args.eval_every,
-            "device": "cuda"}
-    if args.tiny:
-        base.update(TINY_CIFAR)
-    cfg = config_from_args(base, {}, args.overrides)
+    changes = {"heldout": False, "eval_every": args.eval_every, "device": "cuda", **(TINY_CIFAR if args.tiny else {})}
+    cfg = config_from_args("gpu", changes, args.overrides)
     cfg = dataclasses.replace(cfg, out_dir=str(out), run_name="gpu-scale")
     targets = sorted(args.targets)
     _, curve, stopped = run_engine(cfg, stop_at=targets[-1] / 100, budget_s=args.budget_s)

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from repro import create_model
 from repro import data as data_lib
 from repro.loader import DeviceLoader
-from repro.train import TrainConfig, autocast_context
+from repro.runconfig import TrainConfig
+from repro.runtime import autocast_context
 
 
 def timm_twin(model):
@@ -68,7 +69,7 @@ def main():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     device = torch.device(args.device)
-    amp_cfg = TrainConfig(amp="auto")
+    amp_cfg = TrainConfig(amp="auto").amp
     torch.manual_seed(0)
     ours = create_model(args.model, num_classes=10, img_size=args.image_size)
     x = torch.randn(args.batch, 3, args.image_size, args.image_size, device=device)

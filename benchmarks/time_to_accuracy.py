@@ -43,12 +43,12 @@ from _common import (CurvePoint, command_line, config_from_args, fmt_s, hardware
                      run_engine, seconds_to, sync, table, timm_vit_like, with_patch)
 from repro import create_model
 from repro import data as data_lib
-from repro.recipes import pretrain_model_overrides
 from repro.scales import SCALES
-from repro.train import TrainConfig, lr_at
+from repro.runconfig import TrainConfig
+from repro.train import lr_at
 
 TINY = dict(model="ViT-XXS/8", data_dir="embedded", max_train=512, max_test=256, batch_size=32, steps=20,
-            warmup_steps=3, eval_every=5, log_every=5, model_overrides={})
+            warmup_steps=3, eval_every=5, log_every=5)
 
 
 def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
@@ -157,18 +157,16 @@ def main(argv=None) -> dict:
     p.add_argument("--tiny", action="store_true", help="seconds: ViT-XXS/8 on the embedded mini CIFAR-10")
     args = p.parse_args(argv)
 
-    base = {**SCALES[args.scale].train_fields("pretrain", "vit"), "heldout": False, "eval_every": args.eval_every}
+    changes = {"heldout": False, "eval_every": args.eval_every}
     if args.tiny:
-        base.update(TINY)
+        changes.update(TINY)
         args.targets = [10, 20]
-    model = with_patch(args.model or base["model"], args.patch)
-    if model != base["model"]:  # the pre-training recipe's tanh pre-logits layer has the new model's width D
-        base["model_overrides"] = {**base["model_overrides"], **pretrain_model_overrides(model)}
+    model = with_patch(args.model or changes.get("model") or SCALES[args.scale].vit, args.patch)
     if args.patch_drop is not None:  # the plain loop's timm model is built from the shape only: it drops nothing
-        base["model_overrides"] = {**base["model_overrides"], "patch_drop": args.patch_drop}
+        changes["model_overrides"] = {"patch_drop": args.patch_drop}
     shortcuts = dict(model=model, steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup,
                      label_smoothing=args.label_smoothing, schedule=args.schedule)
-    cfg = config_from_args(base, shortcuts, args.overrides)
+    cfg = config_from_args(args.scale, {**changes, **shortcuts}, args.overrides)
     out = Path(tempfile.mkdtemp(prefix="time_to_accuracy-", dir=args.out))
     cfg = dataclasses.replace(cfg, out_dir=str(out), run_name="ours")
     device = resolve_device(cfg.device)

@@ -11,21 +11,18 @@ from typing import Mapping, Optional, Union
 
 import numpy as np
 
+from .attention_cost import (EXPLICIT_SAVED, EXPLICIT_TIME, FUSED_SAVED, FUSED_TIME, MLP_TIME, MODEL_PEAK, MODEL_SAVED,
+                             MODEL_TIME, TOKENS)
+from .figures import pyplot
+
 PathLike = Union[str, Path]
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _save(fig, out_path: PathLike) -> Path:
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=120)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return out_path
 
 
@@ -36,7 +33,7 @@ def plot_filter_components(images: np.ndarray, explained_variance_ratio: np.ndar
     images: (k, P, P, 3) in [0, 1] (``filter_components``); each tile is titled
     with its share of the variance in %.
     """
-    plt = _pyplot()
+    plt = pyplot()
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(f"expected (k, P, P, C) images, got shape {images.shape}")
@@ -60,7 +57,7 @@ def plot_position_similarity(similarity: np.ndarray, grid_size: tuple[int, int],
 
     similarity: (N, N) from ``position_similarity``, N = gh * gw in raster order.
     """
-    plt = _pyplot()
+    plt = pyplot()
     gh, gw = grid_size
     sim = np.asarray(similarity)
     if sim.shape != (gh * gw, gh * gw):
@@ -86,7 +83,7 @@ def plot_attention_distance(distances: Union[np.ndarray, Mapping[str, np.ndarray
     reference: a distance in pixels drawn as a dashed line (e.g. uniform attention's); with it the
     axis starts at 0, as the paper's does.
     """
-    plt = _pyplot()
+    plt = pyplot()
     series = distances if isinstance(distances, Mapping) else {"": distances}
     fig, ax = plt.subplots(figsize=(4.2, 3.4))
     for label, dist in series.items():
@@ -116,7 +113,7 @@ def plot_rollout(images: np.ndarray, maps: np.ndarray, out_path: PathLike, title
     maps: (B, H, W), e.g. ``rollout_map(..., image_size=(H, W), normalize=True)``;
     each map is rescaled by its maximum before it multiplies the image.
     """
-    plt = _pyplot()
+    plt = pyplot()
     images, maps = np.asarray(images), np.asarray(maps)
     if images.ndim != 4 or maps.shape != images.shape[:3]:
         raise ValueError(f"images {images.shape} must be (B, H, W, 3) and maps {maps.shape} (B, H, W)")
@@ -142,10 +139,7 @@ def plot_attention_cost(table, fits: Mapping[str, object], out_path: PathLike, t
     ``fit_exponents``), drawn dashed over the range they were fitted on, their exponent in the legend.
     A dotted T^2 guide through the fused attention's last point shows what quadratic looks like.
     """
-    from .attention_cost import (EXPLICIT_SAVED, EXPLICIT_TIME, FUSED_SAVED, FUSED_TIME, MLP_TIME, MODEL_PEAK,
-                                 MODEL_SAVED, MODEL_TIME, TOKENS)
-
-    plt = _pyplot()
+    plt = pyplot()
     panels = {
         "time, forward + backward (ms per image)": [(MODEL_TIME, "whole model"), (FUSED_TIME, "fused attention, per layer"),
                                                     (EXPLICIT_TIME, "explicit attention, per layer"),

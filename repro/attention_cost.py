@@ -37,6 +37,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .models import create_model
+from .runtime import cpu_name
+
 MIB = 2 ** 20
 
 # Column names of the sweep's table (one row per token count).
@@ -150,7 +153,6 @@ def _attention_steps(batch: int, heads: int, tokens: int, head_dim: int, device:
 def sweep_point(model_name: str, image_size: int, patch: int, *, batch: int = 1, warmup: int = 1, repeats: int = 3,
                 device: torch.device = torch.device("cpu"), explicit: bool = True) -> dict:
     """One row of ``attention_cost_sweep``: ``model_name`` at ``image_size`` px in patches of ``patch`` px."""
-    from .models import create_model
 
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=10, img_size=image_size, patch_size=patch).to(device).train()
@@ -206,7 +208,6 @@ def attention_cost_sweep(model_name: str, image_size: int, patches: Sequence[int
     measures how the work grows, free of how well each op size spreads over cores and of other processes
     competing for them. The ``hardware`` column names the device (and the threads).
     """
-    from .train import cpu_name
 
     device = torch.device(device)
     before = torch.get_num_threads()

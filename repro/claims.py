@@ -48,7 +48,7 @@ from typing import Iterable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import pandas as pd
 
-from .results import to_markdown
+from .tables import to_markdown
 
 CONFIDENCE = 0.90
 VERDICT_WORDS = {True: "holds", False: "does not hold", None: "undecided"}

@@ -15,7 +15,18 @@ import sys
 import typing
 from typing import Any, Optional, Sequence
 
+import torch
+
+from . import data as data_lib
+from .checkpoints import load_checkpoint_meta, load_model
+from .loader import DeviceLoader
+from .reproduce import NotebookFailed, run_notebooks
+from .runconfig import TrainConfig
+from .rundir import read_final, RunDirBusy
+from .runtime import check_device
 from .scales import SCALES, get_scale
+from .summary import write_summary
+from .train import EVAL_BATCH, evaluate, finetune_sweep, NonFiniteLoss, resize_target, train
 
 # Set to 1 to see the traceback of an error instead of its one line (as --debug does).
 DEBUG_ENV = "REPRO_DEBUG"
@@ -79,48 +90,38 @@ def parse_overrides(config_cls, pairs: Sequence[str]) -> dict:
     return out
 
 
-def scale_defaults(command: str, scale_name: str) -> dict:
-    """The TrainConfig fields that a scale fills in for ``pretrain`` or ``finetune`` (of its ViT)."""
+def scale_run(command: str, scale_name: str, model: Optional[str] = None, overrides: Optional[dict] = None):
+    """The ``TrainConfig`` that ``pretrain`` or ``finetune`` runs: the scale's ViT run (``repro.scales``) with
+    ``model`` (None: the scale's ViT) and the user's ``overrides``; fine-tuning starts at the middle of the scale's
+    lr grid (``--lr-sweep`` chooses from the whole grid)."""
     s = get_scale(scale_name)
-    fields = {**s.train_fields(command, "vit"), "seed": s.seeds[0]}
+    fields = {"seed": s.seeds[0]}
     if command == "finetune":
-        fields["lr"] = s.finetune_lrs[len(s.finetune_lrs) // 2]  # the grid's middle; --lr-sweep picks one
-    return fields
+        fields["lr"] = s.finetune_lrs[len(s.finetune_lrs) // 2]
+    if model:
+        fields["model"] = model
+    return s.run_config(command, "vit", **{**fields, **(overrides or {})})
 
 
 def _train_command(args) -> int:
-    from .train import TrainConfig, finetune_config, finetune_sweep, read_final, train
-
-    fields = scale_defaults(args.command, args.scale)
-    if args.model:
-        fields["model"] = args.model
-    fields.update(parse_overrides(TrainConfig, args.overrides))
-    if args.command == "pretrain":
-        run_dir = train(TrainConfig(**fields))
-    else:
-        if not (args.init_from or fields.get("init_from")):
-            raise ValueError("finetune needs --init-from PATH (a run's model.safetensors, a timm file or an official .npz)")
+    overrides = parse_overrides(TrainConfig, args.overrides)
+    if args.command == "finetune":
         if args.init_from:
-            fields["init_from"] = args.init_from
-        cfg = finetune_config(**fields)
-        if args.lr_sweep:
-            sweep = finetune_sweep(cfg, lrs=get_scale(args.scale).finetune_lrs)
-            print(json.dumps({"best_lr": sweep["best_lr"], "val_accuracy": sweep["val_accuracy"]}, indent=2))
-            run_dir = sweep["best_run"]
-        else:
-            run_dir = train(cfg)
+            overrides["init_from"] = args.init_from
+        if not overrides.get("init_from"):
+            raise ValueError("finetune needs --init-from PATH (a run's model.safetensors, a timm file or an official .npz)")
+    cfg = scale_run(args.command, args.scale, args.model, overrides)
+    if args.command == "finetune" and args.lr_sweep:
+        sweep = finetune_sweep(cfg, lrs=get_scale(args.scale).finetune_lrs)
+        print(json.dumps({"best_lr": sweep["best_lr"], "val_accuracy": sweep["val_accuracy"]}, indent=2))
+        run_dir = sweep["best_run"]
+    else:
+        run_dir = train(cfg)
     print(json.dumps({"run_dir": str(run_dir), **read_final(run_dir)}, indent=2, default=str))
     return 0
 
 
 def _evaluate_command(args) -> int:
-    import torch
-
-    from . import data as data_lib
-    from .checkpoints import load_checkpoint_meta, load_model
-    from .loader import DeviceLoader
-    from .train import TrainConfig, check_device, evaluate, resize_target
-
     check_device(args.device)
     if args.max_examples is not None and args.max_examples <= 0:
         raise ValueError(f"--max-examples {args.max_examples}: must be a positive number of images")
@@ -136,7 +137,7 @@ def _evaluate_command(args) -> int:
                                    heldout=args.split == "val", max_test=args.max_examples, max_val=args.max_examples)
     arrays = splits[args.split]
     image_size = model.cfg.img_size[0] if hasattr(model.cfg, "img_size") else arrays.images.shape[-1]
-    loader = DeviceLoader(arrays, 256, device=device, train=False, seed=seed,
+    loader = DeviceLoader(arrays, EVAL_BATCH, device=device, train=False, seed=seed,
                                    image_size=resize_target(image_size, arrays))
     metrics = evaluate(model, loader, TrainConfig(), device)
     print(json.dumps({"checkpoint": args.checkpoint, "dataset": args.dataset, "split": args.split, **metrics}, indent=2))
@@ -146,8 +147,6 @@ def _evaluate_command(args) -> int:
 def check_head_fits(checkpoint: str, model, dataset: str, run_cfg: dict) -> None:
     """A ValueError when the model's classifier has another number of classes than ``dataset`` (its labels
     would index past the head), naming both and what the model was trained on."""
-    from . import data as data_lib
-
     head = getattr(getattr(model, "cfg", None), "num_classes", None)
     classes = data_lib.get_info(dataset).num_classes
     if head is None or head == classes:
@@ -174,8 +173,6 @@ def notebook_parameter_pairs(groups: Sequence[Sequence[str]]) -> list[tuple[str,
 
 
 def _reproduce_command(args) -> int:
-    from .reproduce import run_notebooks
-
     extra = {"data_dir": args.data_dir} if args.data_dir else {}
     for key, text in notebook_parameter_pairs(args.parameters):
         try:
@@ -187,8 +184,6 @@ def _reproduce_command(args) -> int:
 
 
 def _summary_command(args) -> int:
-    from .summary import write_summary
-
     print(f"wrote {write_summary(args.results)}")
     return 0
 
@@ -264,9 +259,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one command; bad input of any kind is one ``error: ...`` line on stderr and exit status 2, no traceback
     (``--debug`` or ``REPRO_DEBUG=1`` shows the traceback instead)."""
     args = parse_args(build_parser(), argv)
-    from .reproduce import NotebookFailed
-    from .train import NonFiniteLoss, RunDirBusy
-
     try:
         return args.func(args)
     # OSError: a missing file, no permission, disk full; NonFiniteLoss: a loss that became NaN or inf.

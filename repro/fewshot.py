@@ -36,6 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import get_datasets, ImageArrays, normalize
+
+# Images per forward pass when features are extracted (inference only: no gradients kept).
+FEATURE_BATCH = 256
+
 # Value of the appended constant feature (big_vision's BIAS_CONSTANT): large, so the bias is almost unregularised.
 BIAS_CONSTANT = 100.0
 # Added to the support std so that a constant feature does not divide by zero.
@@ -245,7 +250,6 @@ REPRESENTATIONS = {"pre_logits": representation, "patch_mean": patch_mean_repres
 
 def _batches(images_or_loader, batch_size: int) -> Iterable[tuple[torch.Tensor, bool]]:
     """Yield (batch, is_uint8) from a tensor, an ImageArrays or an iterable of batches / (x, y) pairs."""
-    from .data import ImageArrays
 
     if isinstance(images_or_loader, ImageArrays):
         images_or_loader = images_or_loader.images
@@ -260,7 +264,7 @@ def _batches(images_or_loader, batch_size: int) -> Iterable[tuple[torch.Tensor, 
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, images_or_loader, batch_size: int = 256,
+def extract_features(model: nn.Module, images_or_loader, batch_size: int = FEATURE_BATCH,
                      device: Union[str, torch.device, None] = None, features: str = "pre_logits") -> torch.Tensor:
     """Pre-logits features (N, F) float32 on the CPU of a frozen model, computed batch by batch.
 
@@ -276,7 +280,6 @@ def extract_features(model: nn.Module, images_or_loader, batch_size: int = 256,
     The model runs in eval mode under no_grad; its train/eval mode is restored.
     ``device`` defaults to the model's own device.
     """
-    from .data import normalize
 
     if features not in REPRESENTATIONS:
         raise ValueError(f"features={features!r}; choose one of {sorted(REPRESENTATIONS)}")
@@ -303,7 +306,7 @@ def extract_features(model: nn.Module, images_or_loader, batch_size: int = 256,
 def evaluate_fewshot(model: nn.Module, dataset_name: str, *, data_dir=None, shots: Sequence[int] = DEFAULT_SHOTS,
                      seeds: Sequence[int] = DEFAULT_SEEDS, l2_reg: float = DEFAULT_L2_REG,
                      max_train: Optional[int] = None, max_test: Optional[int] = None, image_size=None,
-                     batch_size: int = 256, device: Union[str, torch.device, None] = None,
+                     batch_size: int = FEATURE_BATCH, device: Union[str, torch.device, None] = None,
                      cache_dir=None) -> dict[int, dict]:
     """Few-shot results of a frozen model on a named dataset: ``fewshot_results`` of its features.
 
@@ -313,7 +316,6 @@ def evaluate_fewshot(model: nn.Module, dataset_name: str, *, data_dir=None, shot
     (cheap scales). ``image_size`` decodes at that size (else native, resized on
     the fly to the model's size). The number of classes comes from the dataset.
     """
-    from .data import get_datasets
 
     splits = get_datasets(dataset_name, data_dir=data_dir, image_size=image_size, heldout=False,
                           max_train=max_train, max_test=max_test, cache_dir=cache_dir)

@@ -63,6 +63,8 @@ from typing import Iterable, Optional, Union
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .data import denormalize
@@ -348,7 +350,6 @@ def save_mpp_head(model: nn.Module, path: Union[str, Path]) -> Path:
     The ViT itself is saved as a plain checkpoint (``wrapper.vit``) for fine-tuning;
     this file is what :func:`load_mpp_model` needs on top of it (e.g. for a figure).
     """
-    from safetensors.torch import save_file
     wrapper = _unwrap(model)
     tensors = {k: v.detach().cpu().contiguous() for k, v in wrapper.state_dict().items() if not k.startswith("vit.")}
     meta = {"target": wrapper.target, "corrupt_rate": repr(wrapper.corrupt_rate), "bits": str(wrapper.bits)}
@@ -359,8 +360,6 @@ def save_mpp_head(model: nn.Module, path: Union[str, Path]) -> Path:
 
 def load_mpp_model(vit: nn.Module, path: Union[str, Path]) -> MaskedPatchPrediction:
     """Wrap ``vit`` (weights already loaded) with the [mask] embedding and head saved by :func:`save_mpp_head`."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     wrapper = MaskedPatchPrediction(vit, target=meta["target"], corrupt_rate=float(meta["corrupt_rate"]),

@@ -84,6 +84,11 @@ FINETUNE_RECIPES: tuple[FinetuneRecipe, ...] = (
     FinetuneRecipe(("vtab",), 2_500, (0.01,)),
 )
 
+# What every fine-tuning changes in a run's config (``repro.runconfig.TrainConfig``), App. B.1.1: SGD with momentum
+# 0.9 (TrainConfig's momentum), no weight decay, cosine decay, gradient clipping at global norm 1. The lr is the
+# middle of Table 4's CIFAR grid (a sweep replaces it) and the warm-up starts at 0: the scales set their own.
+FINETUNE_TRAINING = dict(optimizer="sgd", weight_decay=0.0, schedule="cosine", grad_clip=1.0, lr=0.01, warmup_steps=0)
+
 # Official fine-tuning configs: dropout 0.1 for these models, 0 otherwise.
 FINETUNE_DROPOUT_MODELS = ("ViT-L/16", "ViT-H/14", "R50+ViT-B/16")
 

@@ -23,7 +23,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Iterable, Optional
 
-from .train import RunDirBusy, RunDirLock
+from .fileio import atomic_write_text, check_writable, is_no_space, NoSpaceError
+from .paths import repo_relative
+from .progress import PROGRESS_ENV
+from .rundir import REDRAW_ENV, RunDirBusy, RunDirLock
+from .runtime import check_device_name
+from .scales import get_scale
+from .summary import write_summary
+
+# papermill is imported inside the functions that read or run notebooks: its import takes 1-2 s (measured with
+# python -X importtime), which the training commands of repro.cli, importing this module for its errors, should not pay.
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -110,8 +119,6 @@ def check_parameters(notebook: Path, parameters: dict) -> None:
     """
     import papermill as pm
 
-    from .fileio import check_writable
-
     declared = pm.inspect_notebook(str(notebook))
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
@@ -133,13 +140,10 @@ def check_values(notebook: Path, scale: str, parameters: dict) -> None:
     (``lrs=[]``, ``sizes=[100, -5]``, ``inspect_images=0``, a ``run_dir`` that holds no run, no
     ``pretrained_checkpoint`` at paper scale) is refused by its ``get_config`` before any notebook runs.
 
-    ``get_config`` gets the parameters it names (and, when it takes ``**overrides``, those of its preset); the
-    rest (``out_dir``, ``device``...) are the notebook's own. Relative paths are read from the notebook's
-    folder, the kernel's working directory. Raises a one-line ValueError or TypeError naming the notebook.
+    ``get_config`` gets the parameters it names; the rest are the notebook's own. Relative paths are read from the
+    notebook's folder, the kernel's working directory. Raises a one-line ValueError or TypeError naming the notebook.
     """
     import papermill as pm
-
-    from .train import check_device_name
 
     module = experiment_module(notebook)
     if module is None:
@@ -151,8 +155,6 @@ def check_values(notebook: Path, scale: str, parameters: dict) -> None:
     values.update(parameters)
     signature = inspect.signature(module.get_config).parameters
     named = {name for name, p in signature.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-    if any(p.kind is p.VAR_KEYWORD for p in signature.values()):
-        named |= set(getattr(module, "PRESETS", {}).get(scale, {}))
     kwargs = {key: value for key, value in values.items() if key in named - {"scale"}}
     try:
         if isinstance(values.get("device"), str):
@@ -223,8 +225,6 @@ class ResultsFolderLock(RunDirLock):
 def portable_executed_notebook(path: Path) -> None:
     """Rewrite papermill's ``input_path`` / ``output_path`` in an executed notebook's metadata relative to the
     repository, so the committed copy names no folder of the machine that ran it."""
-    from .fileio import atomic_write_text
-    from .results import repo_relative
 
     nb = json.loads(path.read_text())
     meta = nb.get("metadata", {}).get("papermill", {})
@@ -254,12 +254,6 @@ def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Opt
     stdout/stderr as it comes.
     """
     import papermill as pm
-
-    from .fileio import NoSpaceError, is_no_space
-    from .progress import PROGRESS_ENV
-    from .scales import get_scale
-    from .summary import write_summary
-    from .train import REDRAW_ENV
 
     get_scale(scale)  # fail early on a bad scale name
     selected = [nb for nb in list_notebooks(notebook_dir)

@@ -1,108 +1,131 @@
 """Scales: one parameter, ``scale``, sizes every experiment (smoke / cpu / gpu / paper).
 
-A ``Scale`` holds the models, data and training lengths that notebooks read for
-one scale; its defaults are the paper's recipe wherever a scale need not differ.
-The ``paper`` scale is read from the recipe tables of ``repro.recipes``, and
-``departures_markdown`` is the "paper vs each scale" table that the README and
-the notebooks show.
+A ``Scale`` is a set of *differences* from ``repro.runconfig.TrainConfig``'s defaults (the only defaults a run
+has): what every run of the scale changes (``common``), what its pre-training runs change (``pretrain``) and what
+its fine-tuning runs change on top of the paper's fine-tuning recipe (``finetune``), with the models of each
+family. ``Scale.run_config`` turns them into a run's ``TrainConfig``; an experiment passes its own differences on
+top (its model, steps, lr...). The ``paper`` scale is read from the recipe tables of ``repro.recipes``, and
+``departures_markdown`` is the "paper vs each scale" table that the README and the notebooks show, read from the
+run configs themselves.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .recipes import finetune_dropout, finetune_recipe, pretrain_model_overrides, pretrain_recipe
+from .recipes import FINETUNE_TRAINING, finetune_dropout, finetune_recipe, pretrain_model_overrides, pretrain_recipe
+from .runconfig import TrainConfig
+
+PRETRAIN, FINETUNE = "pretrain", "finetune"
+STAGES = (PRETRAIN, FINETUNE)
+FAMILIES = ("vit", "bit", "hybrid")
+# The BiT and the hybrid a scale trains unless it names its own (the ViT's default is TrainConfig.model).
+DEFAULT_MODELS = {"vit": TrainConfig.model, "bit": "R14x1", "hybrid": "R26+ViT-XXS/4"}
+
 
 @dataclass(frozen=True)
 class Scale:
-    """The size of every experiment at one scale. Notebooks read what they need from here.
+    """One scale: how its runs differ from ``TrainConfig``'s defaults. Read a run's settings from
+    ``run_config(stage, family)``, never from here: a field left out here is ``TrainConfig``'s default.
 
-    ``vit`` and ``bit`` are a ViT and a BiT ResNet of similar training cost at
-    this scale (measured images/s, see the notebooks' tables); ``pretrain_*``
-    follow App. B.1's recipe, ``finetune_*`` App. B.1.1's. The defaults are the
-    paper's recipe wherever a scale does not need to differ; ``departures_markdown``
-    lists where each scale does.
+    ``models`` names a family's model where it is not ``DEFAULT_MODELS``'; ``model_overrides`` adds a family's
+    model settings (e.g. the gpu scale's BiT stem); ``pretrain_dropout`` is the ViT's and hybrid's dropout at
+    pre-training (a BiT has none); ``finetune_lrs`` is the held-out lr grid of every fine-tuning; ``seeds`` the
+    training seeds of notebooks that take the scale's; ``decode_at_model_size`` decodes images at the model's
+    resolution (data sets whose images differ in size, e.g. Pets, ImageNet) instead of their native size (CIFAR's
+    32 px, resized on the device when needed).
     """
 
     name: str
     description: str
-    dataset: str = "cifar10"
-    data_dir: Optional[str] = None          # None: the lookup order of repro.data; "embedded": the shipped mini copy
-    image_size: int = 32
-    max_train: Optional[int] = None         # None: the whole training split (minus the held-out part)
-    max_test: Optional[int] = None
-    vit: str = "ViT-XS/4"
-    vit_overrides: dict = field(default_factory=dict)
-    bit: str = "R14x1"
-    bit_overrides: dict = field(default_factory=dict)
-    hybrid: str = "R26+ViT-XXS/4"
-    batch_size: int = 128
-    pretrain_steps: int = 1000
-    warmup_steps: int = 100
-    pretrain_lr: float = 1e-3
-    bit_lr: float = 1e-3
-    pretrain_weight_decay: float = 0.1      # App. B.1 (JFT rows of Table 3)
-    pretrain_schedule: str = "linear"
-    pretrain_grad_clip: Optional[float] = None
-    pretrain_dropout: float = 0.0           # ViT and hybrid only
-    pretrain_crop: str = "pad"              # repro.loader crop kinds
-    # "shards": stream webdataset tar shards (repro.streaming; ImageNet-size sets under torchrun);
-    # "decoded": the whole split decoded once and kept on the device (CIFAR-size sets).
-    pretrain_data_format: str = "decoded"
-    finetune_steps: int = 200
-    finetune_batch_size: int = 128
-    finetune_warmup_steps: int = 0
-    finetune_image_size: int = 48
-    finetune_lrs: tuple = (0.003, 0.01, 0.03)
-    # At 32 px an Inception crop of 5% of the image leaves 7x7 pixels, so the cheap scales keep the CIFAR
-    # pad-and-crop; the paper scale uses the official Inception crop.
-    finetune_crop: str = "pad"
+    finetune_lrs: tuple
+    common: dict = field(default_factory=dict)
+    pretrain: dict = field(default_factory=dict)
+    finetune: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)
+    model_overrides: dict = field(default_factory=dict)
+    pretrain_dropout: float = 0.0
     seeds: tuple = (0,)
-    eval_every: int = 0
-    log_every: int = 50
-    # Decode images at the model's resolution (data sets whose images differ in size, e.g. Pets, ImageNet);
-    # False keeps the native size (CIFAR's 32 px) and resizes batches on the device when needed.
     decode_at_model_size: bool = False
+
+    def __post_init__(self):
+        for what, fields_ in (("common", self.common), ("pretrain", self.pretrain), ("finetune", self.finetune)):
+            unknown = sorted(set(fields_) - {f.name for f in dataclasses.fields(TrainConfig)})
+            if unknown:
+                raise ValueError(f"scale {self.name!r}: {what} sets {unknown}, which TrainConfig does not have")
+        unknown = sorted((set(self.models) | set(self.model_overrides)) - set(FAMILIES))
+        if unknown:
+            raise ValueError(f"scale {self.name!r}: unknown model families {unknown}; choose among {FAMILIES}")
 
     def model_name(self, family: str) -> str:
         """The scale's model of a family ("vit", "bit" or "hybrid")."""
-        if family not in ("vit", "bit", "hybrid"):
-            raise ValueError(f"family must be vit|bit|hybrid, got {family!r}")
-        return {"vit": self.vit, "bit": self.bit, "hybrid": self.hybrid}[family]
+        if family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+        return self.models.get(family, DEFAULT_MODELS[family])
 
-    def train_fields(self, stage: str, family: str = "vit") -> dict:
-        """The ``repro.train.TrainConfig`` fields this scale sets for a ``stage`` ("pretrain" or
-        "finetune") of a model ``family`` ("vit", "bit" or "hybrid"); seed, lr (fine-tuning) and
-        paths are the caller's.
+    @property
+    def vit(self) -> str:
+        return self.model_name("vit")
 
-        Pre-training gives a ViT or hybrid the tanh pre-logits layer of width D (Sec. 3.1); fine-tuning
-        builds the model without it, and the checkpoint's layer is dropped when it is loaded.
+    @property
+    def bit(self) -> str:
+        return self.model_name("bit")
+
+    @property
+    def hybrid(self) -> str:
+        return self.model_name("hybrid")
+
+    def run_config(self, stage: str, family: str = "vit", *, family_overrides: bool = True,
+                   **changes) -> TrainConfig:
+        """The ``TrainConfig`` of a ``stage`` ("pretrain" or "finetune") of a model ``family`` at this scale, with
+        ``changes`` (an experiment's own fields: model, steps, lr, seed, paths...) applied last.
+
+        Built in one pass, each layer a difference from the one before: ``TrainConfig``'s defaults; at fine-tuning
+        the paper's recipe (``repro.recipes.FINETUNE_TRAINING``); the scale's ``common``, then its ``stage`` fields;
+        then ``changes``. Model settings merge the same way: pre-training gives a ViT or hybrid the tanh pre-logits
+        layer of width D (Sec. 3.1; fine-tuning builds the model without it), the scale's dropout, the family's
+        overrides (``family_overrides=False`` leaves them out), then ``changes["model_overrides"]``. When the scale
+        decodes at the model's size, the decode size follows the final ``image_size``.
         """
-        if stage not in ("pretrain", "finetune"):
-            raise ValueError(f"stage must be pretrain|finetune, got {stage!r}")
-        model = self.model_name(family)
-        overrides = {"vit": self.vit_overrides, "bit": self.bit_overrides, "hybrid": {}}[family]
-        fields = dict(dataset=self.dataset, data_dir=self.data_dir, max_train=self.max_train, max_test=self.max_test,
-                      model=model, model_overrides=dict(overrides), log_every=self.log_every,
-                      eval_every=self.eval_every)
-        if stage == "pretrain":
-            lr = self.bit_lr if family == "bit" else self.pretrain_lr
-            fields.update(image_size=self.image_size, batch_size=self.batch_size, steps=self.pretrain_steps,
-                          warmup_steps=self.warmup_steps, lr=lr, weight_decay=self.pretrain_weight_decay,
-                          schedule=self.pretrain_schedule, grad_clip=self.pretrain_grad_clip, crop=self.pretrain_crop)
-            if self.pretrain_data_format != "decoded":  # the default stays out, so run names do not change
-                fields["data_format"] = self.pretrain_data_format
-            extra = pretrain_model_overrides(model)
-            if family != "bit" and self.pretrain_dropout:
-                extra["dropout"] = self.pretrain_dropout
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        model = changes.pop("model", None) or self.model_name(family)
+        if stage == PRETRAIN:
+            model_settings = pretrain_model_overrides(model)
+            dropout = self.pretrain_dropout
         else:
-            fields.update(image_size=self.finetune_image_size, batch_size=self.finetune_batch_size,
-                          steps=self.finetune_steps, warmup_steps=self.finetune_warmup_steps, crop=self.finetune_crop)
-            extra = {"dropout": finetune_dropout(model)} if family != "bit" and finetune_dropout(model) else {}
-        fields["model_overrides"] = {**extra, **fields["model_overrides"]}  # the scale's own overrides win
-        if self.decode_at_model_size:
-            fields["data_image_size"] = fields["image_size"]
-        return fields
+            model_settings, dropout = {}, finetune_dropout(model)
+        if dropout and family != "bit":
+            model_settings["dropout"] = dropout
+        if family_overrides:
+            model_settings.update(self.model_overrides.get(family, {}))
+        model_settings.update(changes.pop("model_overrides", None) or {})
+        fields = {**(FINETUNE_TRAINING if stage == FINETUNE else {}), **self.common,
+                  **(self.pretrain if stage == PRETRAIN else self.finetune), **changes,
+                  "model": model, "model_overrides": model_settings}
+        if self.decode_at_model_size and "data_image_size" not in changes:
+            fields["data_image_size"] = fields.get("image_size", TrainConfig.image_size)
+        return TrainConfig(**fields)
+
+    @functools.cached_property
+    def pretraining(self) -> TrainConfig:
+        """The scale's ViT pre-training run (seed 0, default paths): where a reader finds its settings."""
+        return self.run_config(PRETRAIN)
+
+    @functools.cached_property
+    def finetuning(self) -> TrainConfig:
+        """The scale's ViT fine-tuning run (the recipe's lr; a sweep replaces it)."""
+        return self.run_config(FINETUNE)
+
+    @property
+    def dataset(self) -> str:
+        return self.pretraining.dataset
+
+    @property
+    def data_dir(self) -> Optional[str]:
+        return self.pretraining.data_dir
 
 
 def _paper_scale() -> Scale:
@@ -110,45 +133,53 @@ def _paper_scale() -> Scale:
     row; ImageNet-21k and JFT-300M are not public) and fine-tuned with Table 4's CIFAR row at 384 px."""
     pre, fine = pretrain_recipe("imagenet1k", "ViT-B/16"), finetune_recipe("cifar10")
     return Scale(
-        name="paper", description="the paper's settings: ViT-B/16 224 -> 384 px, batch 512, multi-GPU via torchrun",
-        dataset=pre.dataset, image_size=pre.image_size, vit="ViT-B/16", bit="R50x1", hybrid="R50+ViT-B/16",
-        batch_size=pre.batch_size, pretrain_steps=pre.steps(), warmup_steps=pre.warmup_steps, pretrain_lr=pre.lr,
-        bit_lr=pre.lr, pretrain_weight_decay=pre.weight_decay, pretrain_schedule=pre.schedule,
-        pretrain_grad_clip=pre.grad_clip, pretrain_dropout=pre.dropout, pretrain_crop="inception",
-        pretrain_data_format="shards",
-        finetune_steps=fine.steps, finetune_batch_size=fine.batch_size, finetune_warmup_steps=fine.warmup_steps,
-        finetune_image_size=fine.image_size, finetune_lrs=fine.lr_grid, finetune_crop=fine.crop,
-        eval_every=5000, log_every=100, decode_at_model_size=True,
+        name="paper", description="the paper's settings: ViT-B/16 224 -> 384 px, multi-GPU via torchrun",
+        finetune_lrs=fine.lr_grid,
+        common=dict(dataset=pre.dataset, eval_every=5000, log_every=100),
+        # "shards": webdataset tar shards streamed under torchrun (repro.streaming), for ImageNet-size sets.
+        pretrain=dict(image_size=pre.image_size, batch_size=pre.batch_size, steps=pre.steps(),
+                      warmup_steps=pre.warmup_steps, lr=pre.lr, weight_decay=pre.weight_decay,
+                      schedule=pre.schedule, grad_clip=pre.grad_clip, crop="inception", data_format="shards"),
+        # Clipping at norm 1 is part of every fine-tuning (repro.recipes.FINETUNE_TRAINING).
+        finetune=dict(image_size=fine.image_size, batch_size=fine.batch_size, steps=fine.steps,
+                      warmup_steps=fine.warmup_steps, crop=fine.crop),
+        models={"vit": "ViT-B/16", "bit": "R50x1", "hybrid": "R50+ViT-B/16"},
+        pretrain_dropout=pre.dropout, decode_at_model_size=True,
     )
 
 
 SCALES: dict[str, Scale] = {
     "smoke": Scale(
         name="smoke", description="seconds on a laptop CPU: proves the plumbing, not the claims",
-        data_dir="embedded", max_train=512, max_test=256, vit="ViT-XXS/8", bit="R14x1", hybrid="R26+ViT-XXS/8",
-        batch_size=32, pretrain_steps=12, warmup_steps=3, finetune_steps=6, finetune_batch_size=32,
-        finetune_image_size=48, finetune_lrs=(0.01, 0.03), log_every=4,
+        finetune_lrs=(0.01, 0.03),
+        common=dict(data_dir="embedded", max_train=512, max_test=256, log_every=4),
+        pretrain=dict(batch_size=32, steps=12, warmup_steps=3),
+        finetune=dict(batch_size=32, steps=6, image_size=48),
+        models={"vit": "ViT-XXS/8", "hybrid": "R26+ViT-XXS/8"},
     ),
     "cpu": Scale(
         # Measured on 2 cores (idle machine, alternating rounds, benchmarks/RESULTS.md): ViT-XS/4 trains at
         # ~290 images/s at 32 px and BiT R14x1 at ~490, so the BiT is the cheaper of the pair (the small-data
         # claim is that the ViT is worse at similar cost: a cheaper BiT only makes the test harder for it).
-        # ViT-XXS/4 (~1100 images/s) is the faster choice for the time-to-accuracy benchmark and notebooks
-        # 02/03. The BiT keeps its 7x7/2 + max-pool stem (8x8 map after the stem, 1x1 after stage 4): the CIFAR
-        # stem would cost ~10x more.
+        # The BiT keeps its 7x7/2 + max-pool stem (8x8 map after the stem, 1x1 after stage 4): the CIFAR stem
+        # would cost ~10x more.
         name="cpu", description="minutes per run on 2 CPU cores, CIFAR-10 at 32 px",
-        vit="ViT-XS/4", bit="R14x1", hybrid="R26+ViT-XXS/4", batch_size=128, pretrain_steps=1500,
-        warmup_steps=150, finetune_steps=200, finetune_warmup_steps=10, finetune_image_size=48,
-        finetune_lrs=(0.01, 0.03), log_every=50, eval_every=500, max_test=None,
+        finetune_lrs=(0.01, 0.03),
+        common=dict(eval_every=500),
+        pretrain=dict(steps=1500, warmup_steps=150),
+        finetune=dict(steps=200, warmup_steps=10, image_size=48),
     ),
     "gpu": Scale(
-        # Not yet calibrated on a GPU in this project: sizes follow the airbench-style budget of
-        # "minutes per run" on one modern GPU with GPU-resident data.
+        # Sizes follow the airbench-style budget of "minutes per run" on one modern GPU with GPU-resident data.
         name="gpu", description="one GPU, CIFAR-10 at 32 px, minutes per run",
-        vit="ViT-Ti/4", bit="R26x1", bit_overrides={"stem": "cifar"},
-        hybrid="R26+ViT-Ti/4", batch_size=512, pretrain_steps=6000, warmup_steps=500, finetune_steps=1000,
-        finetune_batch_size=512, finetune_warmup_steps=50, finetune_image_size=64,
-        finetune_lrs=(0.003, 0.01, 0.03), seeds=(0, 1, 2), eval_every=1000, log_every=100,
+        finetune_lrs=(0.003, 0.01, 0.03),
+        common=dict(eval_every=1000, log_every=100),
+        pretrain=dict(batch_size=512, steps=6000, warmup_steps=500),
+        # Fine-tuning for TrainConfig's 1,000 steps.
+        finetune=dict(batch_size=512, warmup_steps=50, image_size=64),
+        models={"vit": "ViT-Ti/4", "bit": "R26x1", "hybrid": "R26+ViT-Ti/4"},
+        model_overrides={"bit": {"stem": "cifar"}},
+        seeds=(0, 1, 2),
     ),
     "paper": _paper_scale(),
 }
@@ -197,33 +228,46 @@ def _steps(n: int) -> str:
     return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
 
 
-def scale_settings(scale) -> dict[str, str]:
-    """One scale's settings in the rows of ``PAPER_SETTINGS`` (``scale``: a ``repro.config.Scale`` or its name)."""
-    s = get_scale(scale) if isinstance(scale, str) else scale
-    pre_n = s.max_train or _TRAIN_SPLIT_SIZE.get(s.dataset)
-    epochs = f" ({s.pretrain_steps * s.batch_size / pre_n:.1f} epochs)" if pre_n else ""
-    data = f"{s.dataset}" + (f", {s.max_train} images" if s.max_train else "") + (
-        " (embedded mini copy)" if s.data_dir == "embedded" else "")
-    clip = f"norm {s.pretrain_grad_clip:g}" if s.pretrain_grad_clip else "none"
-    return {
-        "models (ViT / BiT / hybrid)": f"{s.vit} / {s.bit} / {s.hybrid}",
+def settings_rows(pre: TrainConfig, fine: Optional[TrainConfig] = None, *, models: str = "",
+                  finetune_lrs: tuple = ()) -> dict[str, str]:
+    """The rows of ``PAPER_SETTINGS`` for a pre-training run ``pre`` and, when given, a fine-tuning run ``fine``
+    (with its lr grid); ``models`` is the models row's text (default: ``pre``'s model)."""
+    pre_n = pre.max_train or _TRAIN_SPLIT_SIZE.get(pre.dataset)
+    epochs = f" ({pre.steps * pre.batch_size / pre_n:.1f} epochs)" if pre_n else ""
+    data = f"{pre.dataset}" + (f", {pre.max_train} images" if pre.max_train else "") + (
+        " (embedded mini copy)" if pre.data_dir == "embedded" else "")
+    clip = f"norm {pre.grad_clip:g}" if pre.grad_clip else "none"
+    rows = {
+        "models (ViT / BiT / hybrid)": models or pre.model,
         "pre-training data": data,
-        "pre-training resolution": f"{s.image_size} px",
-        "pre-training batch": f"{s.batch_size}",
-        "pre-training length": f"{s.pretrain_steps} steps{epochs}",
-        "pre-training warm-up": f"{_steps(s.warmup_steps)} steps",
-        "pre-training lr, decay, weight decay": f"{s.pretrain_lr:g} {s.pretrain_schedule} wd {s.pretrain_weight_decay:g}",
-        "pre-training dropout / clipping": f"{s.pretrain_dropout:g} / {clip}",
+        "pre-training resolution": f"{pre.image_size} px",
+        "pre-training batch": f"{pre.batch_size}",
+        "pre-training length": f"{pre.steps} steps{epochs}",
+        "pre-training warm-up": f"{_steps(pre.warmup_steps)} steps",
+        "pre-training lr, decay, weight decay": f"{pre.lr:g} {pre.schedule} wd {pre.weight_decay:g}",
+        "pre-training dropout / clipping": f"{pre.model_overrides.get('dropout', 0.0):g} / {clip}",
         "pre-logits layer": "tanh, width D, at pre-training only",
-        "pre-training augmentation": _crop_text(s.pretrain_crop),
-        "fine-tuning steps / batch / warm-up (CIFAR, Table 4)":
-            f"{_steps(s.finetune_steps)} / {s.finetune_batch_size} / {s.finetune_warmup_steps}",
-        "fine-tuning resolution": f"{s.finetune_image_size} px (position embeddings resampled)",
-        "fine-tuning lr grid": ", ".join(f"{lr:g}" for lr in s.finetune_lrs) + " (SGD 0.9, cosine, clip 1)",
-        "fine-tuning augmentation": _crop_text(s.finetune_crop) + "; eval: whole image resized",
-        # One mechanism at every scale: the fractions live in repro.data.DATASETS, finetune_sweep refits.
-        "lr selection": PAPER_SETTINGS["lr selection"],
+        "pre-training augmentation": _crop_text(pre.crop),
     }
+    if fine is not None:
+        rows.update({
+            "fine-tuning steps / batch / warm-up (CIFAR, Table 4)":
+                f"{_steps(fine.steps)} / {fine.batch_size} / {fine.warmup_steps}",
+            "fine-tuning resolution": f"{fine.image_size} px (position embeddings resampled)",
+            "fine-tuning lr grid": ", ".join(f"{lr:g}" for lr in finetune_lrs) + " (SGD 0.9, cosine, clip 1)",
+            "fine-tuning augmentation": _crop_text(fine.crop) + "; eval: whole image resized",
+            # One mechanism at every scale: the fractions live in repro.data's registry, finetune_sweep refits.
+            "lr selection": PAPER_SETTINGS["lr selection"],
+        })
+    return rows
+
+
+def scale_settings(scale) -> dict[str, str]:
+    """One scale's settings in the rows of ``PAPER_SETTINGS`` (``scale``: a ``Scale`` or its name), read from
+    the run configs the scale builds."""
+    s = get_scale(scale) if isinstance(scale, str) else scale
+    return settings_rows(s.pretraining, s.finetuning, models=f"{s.vit} / {s.bit} / {s.hybrid}",
+                         finetune_lrs=s.finetune_lrs)
 
 
 def departures_markdown(scales=("smoke", "cpu", "gpu", "paper")) -> str:

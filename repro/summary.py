@@ -18,8 +18,9 @@ from typing import Iterable, Optional, Sequence, Union
 import pandas as pd
 
 from .claims import CONFIDENCE, NEEDS_NEXT_RUN, SMOKE_REASON, VERDICT_WORDS, difference_text, ours_text, read_claims
-from .fileio import read_jsonl
-from .results import REPO_ROOT, to_markdown
+from .paths import REPO_ROOT
+from .rundir import read_config, read_metrics
+from .tables import to_markdown
 
 FINDINGS_FILE = "findings.json"
 SUMMARY_FILE = "SUMMARY.md"
@@ -33,7 +34,7 @@ def curve_status(run_dirs: Iterable[Union[str, Path]]) -> dict:
     training whose best evaluation is their last one (no sign of over-fitting yet)."""
     gains, best_last, with_heldout = [], 0, 0
     for run_dir in run_dirs:
-        records = read_jsonl(Path(run_dir) / "metrics.jsonl")
+        records = read_metrics(run_dir)
         train = [r for r in records if r.get("event") == "train"]
         if len(train) >= 2:
             last = train[-1]
@@ -53,8 +54,8 @@ def curve_status(run_dirs: Iterable[Union[str, Path]]) -> dict:
 def epochs_of(run_dir: Union[str, Path]) -> Optional[float]:
     """Passes over its training images that a run made: steps x batch / the start event's ``train_examples``."""
     run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    start = next((r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("event") == "start"), {})
+    config = read_config(run_dir)
+    start = next((r for r in read_metrics(run_dir) if r.get("event") == "start"), {})
     examples = start.get("train_examples")
     return config["steps"] * config["batch_size"] / examples if examples else None
 

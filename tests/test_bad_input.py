@@ -24,7 +24,11 @@ from repro.cli import main as cli_main
 from repro.data import DataError, load_split
 from repro.fileio import NoSpaceError, atomic_write, atomic_write_text
 from repro.models import create_model
-from repro.train import DataMismatch, ResumeError, RunDirBusy, RunDirLock, TrainConfig, atomic_torch_save, train
+from repro.runconfig import TrainConfig
+from repro.rundir import atomic_torch_save, DataMismatch, ResumeError, RunDirBusy, RunDirLock
+from repro.train import train
+
+from fakes import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,9 +42,7 @@ def _offline(tmp_path, monkeypatch):
 
 
 def tiny(tmp_path, **kw) -> TrainConfig:
-    base = dict(model="ViT-XXS/8", dataset="cifar10", data_dir="embedded", max_train=64, max_test=32, batch_size=16,
-                steps=2, warmup_steps=1, log_every=1, checkpoint_every=1, out_dir=str(tmp_path / "runs"))
-    return TrainConfig(**{**base, **kw})
+    return tiny_config(tmp_path / "runs", **kw)
 
 
 def png(k: int, size: int = 8) -> bytes:
@@ -638,13 +640,13 @@ def test_disk_full_while_torch_writes_checkpoint_pt(tmp_path, capsys, monkeypatc
     the file and the fix instead."""
     import builtins
 
-    import repro.train as train_module
+    import repro.rundir as rundir_module
 
     def small_disk(path, mode="r", *args, **kwargs):
         f = builtins.open(path, mode, *args, **kwargs)
         return _FillingFile(f, 1000) if "w" in mode else f
 
-    monkeypatch.setattr(train_module, "open", small_disk, raising=False)
+    monkeypatch.setattr(rundir_module, "open", small_disk, raising=False)
     with pytest.raises(NoSpaceError, match="while writing the checkpoint .*checkpoint.pt"):
         atomic_torch_save({"model": create_model("ViT-XXS/8", num_classes=10, img_size=32).state_dict()},
                           tmp_path / "checkpoint.pt")

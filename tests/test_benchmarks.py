@@ -10,7 +10,9 @@ import torch
 
 import repro.train as engine
 from repro.fileio import read_jsonl
-from repro.train import TrainConfig
+from repro.runconfig import TrainConfig
+
+from fakes import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -70,10 +72,10 @@ def test_gpu_tiny(tmp_path, capsys, one_thread):
     assert [p["step"] for p in summary["cifar10"]["curve"]] == [5, 10, 15, 20]
 
 
-def tiny_config(tmp_path, **kw) -> TrainConfig:
-    base = dict(model="ViT-XXS/8", data_dir="embedded", max_train=256, max_test=128, batch_size=32, steps=8,
-                warmup_steps=2, eval_every=2, log_every=2, heldout=False, out_dir=str(tmp_path), run_name="r")
-    return TrainConfig(**{**base, **kw})
+def tiny(tmp_path, **kw) -> TrainConfig:
+    base = dict(max_train=256, max_test=128, batch_size=32, steps=8, warmup_steps=2, eval_every=2, log_every=2,
+                checkpoint_every=200, heldout=False, run_name="r")
+    return tiny_config(tmp_path, **{**base, **kw})
 
 
 def test_evaluation_time_is_left_out(tmp_path, monkeypatch, one_thread):
@@ -84,7 +86,7 @@ def test_evaluation_time_is_left_out(tmp_path, monkeypatch, one_thread):
         return real_evaluate(*args)
 
     monkeypatch.setattr(engine, "evaluate", slow_evaluate)
-    run_dir, curve, stopped = run_engine(tiny_config(tmp_path))
+    run_dir, curve, stopped = run_engine(tiny(tmp_path))
     assert stopped == "all steps done" and [p.step for p in curve] == [2, 4, 6, 8]
     wall = [r["seconds"] for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("event") == "train"]
     # Evaluations at steps 2, 4 and 6 (0.3 s of sleep each) lie before the last train record; the final one after.
@@ -93,9 +95,9 @@ def test_evaluation_time_is_left_out(tmp_path, monkeypatch, one_thread):
 
 
 def test_stops_at_accuracy_or_budget(tmp_path, one_thread):
-    _, curve, stopped = run_engine(tiny_config(tmp_path, run_name="acc"), stop_at=0.0)
+    _, curve, stopped = run_engine(tiny(tmp_path, run_name="acc"), stop_at=0.0)
     assert "reached" in stopped and [p.step for p in curve] == [2]  # seen at the log step after the evaluation
-    _, curve, stopped = run_engine(tiny_config(tmp_path, run_name="budget"), budget_s=0.0)
+    _, curve, stopped = run_engine(tiny(tmp_path, run_name="budget"), budget_s=0.0)
     assert "budget" in stopped and curve == []
     assert seconds_to([CurvePoint(1, 2.0, 0.4), CurvePoint(2, 3.0, 0.6)], 0.5) == 3.0
     assert seconds_to([CurvePoint(1, 2.0, 0.4)], 0.5) is None

@@ -1,12 +1,16 @@
 """Notebook 05 (Sec. 4.4, Fig. 5): Pareto fronts, front comparisons and verdicts on hand-made numbers."""
-import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from repro.experiments import FEWSHOT_FILE, FLOPS_COUNTED_WITH, FLOPS_FILE, train_fields
+from repro import create_model
 from repro.experiments import compute_scaling as exp
+from repro.fewshot import classifier_logits, representation
+from repro.flops import training_flops
+
+from fakes import fake_run
 
 
 # --- fronts ------------------------------------------------------------------------------------------
@@ -107,24 +111,11 @@ def test_gap_shrinks_rule():
 
 def fake_point(root: Path, name: str, *, model: str, steps: int, test: float, fewshot: float, seconds: float,
                flops: float) -> Path:
-    """A finished, probed run as notebook 05 leaves it: config, final metrics, probe point and FLOPs."""
-    run_dir = root / name
-    run_dir.mkdir(parents=True)
-    files = {
-        "config.json": {"model": model, "model_overrides": {}, "dataset": "cifar10", "image_size": 32,
-                        "batch_size": 128, "steps": steps, "lr": 0.002, "seed": 0},
-        "final.json": {"step": steps, "val": {"accuracy": test / 100, "loss": 1.0}, "train_seconds": seconds},
-        "env.json": {"device_name": "test CPU"},
-        FEWSHOT_FILE: {"probe": {"seeds": [0, 1, 2, 3, 4]}, "points": [{"step": steps, "classifier_test_top1": test,
-                                   "fewshot": {"5": {"mean": fewshot, "std": 0.3, "per_seed": []}}}]},
-        FLOPS_FILE: {"flops_per_image": flops / steps / 128, "train_flops": flops, "counted_with": FLOPS_COUNTED_WITH},
-    }
-    for file, content in files.items():
-        (run_dir / file).write_text(json.dumps(content))
-    (run_dir / "metrics.jsonl").write_text(
-        json.dumps({"event": "start", "step": 0, "params": 1_000_000, "data_source": "test data"}) + "\n"
-        + json.dumps({"event": "train", "step": steps, "loss": 1.0, "accuracy": 0.5, "images_per_s": 500.0}) + "\n")
-    return run_dir
+    """A finished, probed run as notebook 05 leaves it: its held-out top-1 at the end, no test split (the probe
+    scores the classifier), its probe point and its FLOPs."""
+    return fake_run(root / name, model=model, steps=steps, batch_size=128, lr=0.002, val=test, train_seconds=seconds,
+                    params=1_000_000, data_source="test data", images_per_s=(500.0,), train_accuracy=0.5,
+                    fewshot=fewshot, classifier_top1=test, flops=flops)
 
 
 # (family, model, steps, [(test, 5-shot) per seed], seconds, TFLOPs): BiT ahead of ViT everywhere; the hybrid
@@ -226,10 +217,6 @@ def test_training_flops_count_the_attention_products():
     """Per image, a ViT's counted FLOPs are a + b N + c N^2 in its tokens N: the linear layers grow with N,
     the attention products Q K^T and A V with N^2, c = 12 D L (2 products x 2 FLOPs per multiply-add x N^2 D,
     forward; twice that backward). The fused CPU attention kernel was counted as 0 (c = 0)."""
-    import numpy as np
-
-    from repro.results import training_flops
-
     tokens = np.array([(size // 8) ** 2 + 1 for size in (16, 32, 64)])   # ViT-XXS/8 (D 64, 4 layers) + class token
     flops = [training_flops("ViT-XXS/8", size, 10) for size in (16, 32, 64)]
     c, b, a = np.polyfit(tokens, flops, 2)
@@ -239,8 +226,6 @@ def test_training_flops_count_the_attention_products():
 # --- settings ----------------------------------------------------------------------------------------
 
 def test_cpu_ladder_spans_ten_times_in_flops_per_family_and_overlaps():
-    from repro.results import training_flops
-
     config = exp.get_config("cpu")
     per_image = {m: training_flops(m, config.image_size, 10) for m in {r.model for r in config.ladder}}
     spans = {}
@@ -262,15 +247,15 @@ def test_rungs_train_their_own_model_lr_and_the_bit_stem():
     config = exp.get_config("gpu", seeds=[5])
     assert all(r.seeds == (5,) for r in config.ladder)
     bit = next(r for r in config.ladder if r.family == "BiT")
-    fields = train_fields(config.train_scale(bit, 1e-3), "pretrain", "bit", data_dir=None, out_dir="x", device="cpu")
-    assert (fields["model"], fields["steps"], fields["warmup_steps"], fields["lr"]) == ("R26x1", 140, 14, 1e-3)
-    assert fields["model_overrides"] == {}  # the gpu scale's CIFAR stem is not used: the paper's BiT stem
+    run = config.rung_run(bit, 1e-3, seed=5)
+    assert (run.model, run.steps, run.warmup_steps, run.lr, run.seed) == ("R26x1", 140, 14, 1e-3, 5)
+    assert run.model_overrides == {}  # the gpu scale's CIFAR stem is not used: the paper's BiT stem
+    assert (run.eval_every, run.eval_on_test, run.batch_size) == (0, False, 512)
     hybrid = next(r for r in config.ladder if r.family == "hybrid")
-    fields = train_fields(config.train_scale(hybrid, 1e-3), "pretrain", "hybrid", data_dir=None, out_dir="x",
-                          device="cpu")
-    assert fields["model"] == hybrid.model and fields["model_overrides"]["representation_size"] == 192
+    run = config.rung_run(hybrid, 1e-3, seed=5)
+    assert run.model == hybrid.model and run.model_overrides["representation_size"] == 192
     assert config.lr_rung("hybrid") == exp.Rung("hybrid", hybrid.model, 43, (0,))
-    with pytest.raises(TypeError, match="unknown setting"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'stpes'"):
         exp.get_config("cpu", stpes=10)
     with pytest.raises(ValueError, match="JFT"):
         exp.get_config("paper")
@@ -279,9 +264,6 @@ def test_rungs_train_their_own_model_lr_and_the_bit_stem():
 @pytest.mark.parametrize("name", ["R14x1", "R14+ViT-XXS/4", "ViT-XXS/8"])
 def test_the_probes_classifier_is_the_models_own(name):
     """probe_model scores the classifier on pre-logits features; for a BiT its head is a 1x1 convolution."""
-    from repro import create_model
-    from repro.fewshot import classifier_logits, representation
-
     torch.manual_seed(0)
     model = create_model(name, num_classes=10, img_size=32).eval()
     torch.nn.init.normal_(getattr(model.head, "fc", model.head).weight)  # a zero head would hide a mix-up

@@ -1,13 +1,13 @@
 """Notebook 04 (data scaling, Fig. 3/4): slopes per decade, crossings, overtaking and verdicts on hand-made numbers."""
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from repro.experiments import FEWSHOT_FILE
 from repro.experiments import data_scaling as exp
+
+from fakes import fake_run as fake_run_dir
 
 SIZES = (1000, 2500, 6000, 15000)
 
@@ -78,23 +78,13 @@ def test_overtaking_text_says_where_and_marks_extrapolation():
 
 def fake_run(run_dir: Path, *, model: str, size: int, fewshot: float, test: float, heldout=(30.0, 40.0, 35.0)) -> Path:
     """A finished, probed run directory as ``train_and_probe`` leaves it for notebook 04 (no test split in
-    ``final.json``: the probe scores the classifier), with made-up numbers (%)."""
-    run_dir.mkdir(parents=True)
-    (run_dir / "config.json").write_text(json.dumps({"model": model, "model_overrides": {}, "dataset": "cifar10",
-                                                     "image_size": 32, "batch_size": 128, "steps": 150,
-                                                     "max_train": size, "seed": 0}))
-    (run_dir / "final.json").write_text(json.dumps({"step": 150, "val": {"accuracy": heldout[-1] / 100, "loss": 1.0},
-                                                    "train_seconds": 30.0}))
-    (run_dir / "env.json").write_text(json.dumps({"device_name": "test CPU"}))
-    events = [{"event": "start", "step": 0, "params": 150_000, "data_source": "local parquet /data/cifar10"},
-              {"event": "train", "step": 50, "loss": 1.5, "accuracy": 0.4, "images_per_s": 1000.0}]
-    events += [{"event": "eval", "split": "val", "step": 50 * (i + 1), "accuracy": a / 100, "loss": 1.0}
-               for i, a in enumerate(heldout)]
-    (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in events) + "\n")
-    points = [{"step": 150, "fewshot": {"5": {"mean": fewshot, "std": 0.5, "per_seed": []}},
-               "classifier_test_top1": test}]
-    (run_dir / FEWSHOT_FILE).write_text(json.dumps({"probe": {"seeds": [0, 1, 2, 3, 4]}, "points": points}))
-    return run_dir
+    ``final.json``: the probe scores the classifier), evaluated on the held-out split every 50 steps, with made-up
+    numbers (%)."""
+    evals = [{"event": "eval", "split": "val", "step": 50 * (i + 1), "accuracy": a / 100, "loss": 1.0}
+             for i, a in enumerate(heldout)]
+    return fake_run_dir(run_dir, model=model, steps=150, batch_size=128, config={"max_train": size},
+                        val=heldout[-1], train_seconds=30.0, data_source="local parquet /data/cifar10",
+                        images_per_s=(1000.0,), events=evals, fewshot=fewshot, classifier_top1=test)
 
 
 def make_runs(tmp_path, vit_slope, bit_slope, *, noise=(0.0, 0.5, -0.5), vit_at_1k=30.0, bit_at_1k=40.0,
@@ -183,7 +173,10 @@ def test_config_presets_and_overrides():
         assert len(c.sizes) >= 4 and c.sizes[-1] / c.sizes[0] >= 10 and len(c.seeds) >= 3
         # Steps, not set size, drive the cost: the largest set must still be seen more than once.
         assert c.steps * c.batch_size > c.sizes[-1]
-        assert c.train_scale.vit == c.model and c.train_scale.bit == c.bit
+        vit, bit = c.size_run("ViT", c.sizes[0], seed=1), c.size_run("BiT", c.sizes[0], seed=1)
+        assert (vit.model, bit.model, vit.max_train, bit.seed) == (c.model, c.bit, c.sizes[0], 1)
+        assert vit.keep_best and bit.keep_best and not vit.eval_on_test and vit.eval_every == bit.eval_every > 0
+        assert "representation_size" in vit.model_overrides and "representation_size" not in bit.model_overrides
     assert cpu.models == {"ViT": "ViT-XXS/4", "BiT": "R14x1"} and cpu.decidable
     assert not exp.get_config("smoke").decidable
     assert exp.get_config("cpu", sizes=[500, 100, 2000]).sizes == (100, 500, 2000)
@@ -192,7 +185,7 @@ def test_config_presets_and_overrides():
     assert "nested random subsets of 1,000, 3,000, 10,000, 49,000 images" in exp.settings_markdown(cpu)
     with pytest.raises(ValueError, match="two distinct"):
         exp.get_config("cpu", sizes=[1000, 1000])
-    with pytest.raises(TypeError, match="unknown setting"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'size'"):
         exp.get_config("cpu", size=[1000])
     with pytest.raises(ValueError, match="JFT"):
         exp.get_config("paper")

@@ -149,8 +149,10 @@ def test_config_presets_and_overrides():
     c = exp.get_config("cpu")
     assert c.model == "ViT-XXS/4" and len(c.seeds) >= 2 and c.cost_tokens == [37, 65, 145, 257, 577, 1025, 2305] and c.decidable
     assert exp.get_config("cpu", steps=10, cost_patches=[8, 4]).cost_tokens == [145, 577]
-    with pytest.raises(TypeError, match="unknown setting"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'stepz'"):
         exp.get_config("cpu", stepz=10)
+    run = c.run_config(seed=2)
+    assert (run.model, run.steps, run.lr, run.seed, run.eval_every) == ("ViT-XXS/4", 6000, 2e-3, 2, 0)
     with pytest.raises(ValueError, match="pretrained_checkpoint"):
         exp.get_config("paper")
     assert not exp.get_config("smoke").decidable

@@ -3,11 +3,13 @@ import pytest
 import torch
 
 from repro import create_model
-from repro.experiments import Probe, SweepResult
 from repro.experiments import masked_patch as exp
+from repro.experiments.probes import Probe
+from repro.experiments.sweeps import SweepResult
 from repro.fewshot import extract_features, patch_mean_representation
-from repro.results import PAPER
-from test_experiments_02_03 import fake_run
+from repro.paper import PAPER
+
+from fakes import fake_probed_run as fake_run
 
 A, B, C = (exp.ARM_LABELS[arm] for arm in exp.ARMS)
 
@@ -105,29 +107,27 @@ def test_tables_carry_the_paper_the_verdict_and_the_cost(tmp_path):
 
 # --- configs and the probe's representation ---------------------------------------------------------------
 
-def test_config_budgets_and_run_configs(tmp_path):
+def test_config_budgets_and_run_configs():
     cpu = exp.get_config("cpu")
     assert cpu.model == "ViT-XXS/4" and len(cpu.seeds) >= 3 and cpu.target_size == 5000
-    with pytest.raises(TypeError, match="unknown setting"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'stepz'"):
         exp.get_config("cpu", stepz=3)
     with pytest.raises(ValueError, match="notebook 06 runs at"):
         exp.get_config("paper")
-    mpp = exp.pretrain_config(cpu, tmp_path, seed=0, device="cpu", objective="mpp")
-    sup = exp.pretrain_config(cpu, tmp_path, seed=0, device="cpu", objective="classification")
+    mpp, sup = cpu.mpp_run(seed=0), cpu.supervised_run(seed=0)
     # Same model and budget; MPP without the tanh pre-logits layer; both on the source part only.
     for cfg in (mpp, sup):
-        assert (cfg.model, cfg.steps, cfg.batch_size, cfg.train_part, cfg.target_size) == (
-            "ViT-XXS/4", 1200, 128, "source", 5000)
+        assert (cfg.model, cfg.steps, cfg.batch_size, cfg.train_part, cfg.target_size, cfg.lr) == (
+            "ViT-XXS/4", 1200, 128, "source", 5000, 2e-3)
     assert mpp.objective == "mpp" and "representation_size" not in mpp.model_overrides
     assert sup.objective == "classification" and sup.model_overrides["representation_size"] == 64
-    short = exp.pretrain_config(cpu, tmp_path, seed=0, device="cpu", objective="mpp", target="pixels",
-                                steps=cpu.ablation_steps)
+    short = cpu.mpp_run(seed=0, target="pixels", steps=cpu.ablation_steps)
     assert short.steps == 300 and short.warmup_steps == 30 and short.mpp_target == "pixels"
     # An ablation run at the main length is the main run (same config, same directory).
-    same = exp.pretrain_config(cpu, tmp_path, seed=0, device="cpu", objective="mpp", steps=cpu.steps)
-    assert same.run_dir == mpp.run_dir
-    fine = cpu.finetune_scale.train_fields("finetune")
-    assert fine["steps"] == 200 and fine["image_size"] == 32
+    assert cpu.mpp_run(seed=0, steps=cpu.steps).run_dir == mpp.run_dir
+    fine = cpu.finetune_run(seed=1, init_from=None)
+    assert (fine.steps, fine.image_size, fine.optimizer, fine.train_part, fine.heldout_size) == (
+        200, 32, "sgd", "target", 1000)
     probe = cpu.probe
     assert probe.features == "patch_mean" and probe.train_part == "target" and probe.shots == (5,)
 

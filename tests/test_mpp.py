@@ -367,8 +367,9 @@ def test_bad_target_is_an_error():
 def test_mpp_through_the_engine_resumes_exactly_and_fine_tunes(tmp_path):
     """objective="mpp": the engine trains the wrapper, resumes to the same losses after an interrupt, saves a
     plain ViT that fine-tuning starts from, and the [mask] embedding is not weight-decayed."""
-    from repro.results import read_jsonl
-    from repro.train import TrainConfig, finetune_config, make_optimizer, train
+    from repro.fileio import read_jsonl
+    from repro.runconfig import finetune_config, TrainConfig
+    from repro.train import make_optimizer, train
 
     base = dict(model="ViT-XXS/8", dataset="cifar10", data_dir="embedded", max_train=128, max_test=64,
                 batch_size=16, steps=6, warmup_steps=2, log_every=2, checkpoint_every=2, objective="mpp",

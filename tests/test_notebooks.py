@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from repro.reproduce import check_parameters, list_notebooks, run_notebooks, scale_refusal
-from repro.results import REPO_ROOT
+from repro.paths import REPO_ROOT
 
 NOTEBOOKS = list_notebooks()
 

@@ -1,9 +1,12 @@
 """repro.recipes: Table 3 / Table 4 as data; the paper scale reads them; pre-logits at pre-training only."""
-import json
+from pathlib import Path
 
 import pytest
 
-from repro.scales import SCALES
+from repro.checkpoints import load_model
+from repro.rundir import read_metrics, weights_path
+from repro.scales import departures_markdown, SCALES
+from repro.train import train
 from repro.recipes import (FINETUNE_RECIPES, finetune_dropout, finetune_recipe, pretrain_model_overrides,
                            pretrain_recipe)
 
@@ -43,17 +46,19 @@ def test_table4_rows():
 def test_paper_scale_comes_from_the_tables():
     paper = SCALES["paper"]
     pre, fine = pretrain_recipe("imagenet1k", paper.vit), finetune_recipe("cifar10")
-    fields = paper.train_fields("pretrain", "vit")
-    assert (fields["lr"], fields["weight_decay"], fields["schedule"], fields["grad_clip"], fields["batch_size"],
-            fields["warmup_steps"], fields["steps"], fields["image_size"], fields["crop"]) == \
+    run = paper.run_config("pretrain", "vit")
+    assert (run.lr, run.weight_decay, run.schedule, run.grad_clip, run.batch_size, run.warmup_steps, run.steps,
+            run.image_size, run.crop) == \
         (pre.lr, pre.weight_decay, pre.schedule, pre.grad_clip, pre.batch_size, pre.warmup_steps, pre.steps(), 224,
          "inception")
-    assert fields["model_overrides"] == {"representation_size": 768, "dropout": 0.1}
-    assert fields["data_format"] == "shards"  # ImageNet streams from tar shards (repro.streaming)
-    ft = paper.train_fields("finetune", "vit")
-    assert (ft["steps"], ft["batch_size"], ft["warmup_steps"], ft["image_size"], ft["crop"]) == \
-        (fine.steps, fine.batch_size, fine.warmup_steps, 384, "inception")
-    assert paper.finetune_lrs == fine.lr_grid and ft["model_overrides"] == {}
+    assert run.model_overrides == {"representation_size": 768, "dropout": 0.1}
+    assert run.data_format == "shards"  # ImageNet streams from tar shards (repro.streaming)
+    assert run.data_image_size == 224  # decoded at the model's resolution (images differ in size)
+    ft = paper.run_config("finetune", "vit")
+    assert (ft.steps, ft.batch_size, ft.warmup_steps, ft.image_size, ft.crop, ft.data_image_size) == \
+        (fine.steps, fine.batch_size, fine.warmup_steps, 384, "inception", 384)
+    assert (ft.optimizer, ft.weight_decay, ft.schedule, ft.grad_clip) == ("sgd", 0.0, "cosine", 1.0)
+    assert paper.finetune_lrs == fine.lr_grid and ft.model_overrides == {}
 
 
 def test_pre_logits_at_pretraining_only():
@@ -61,32 +66,27 @@ def test_pre_logits_at_pretraining_only():
     assert pretrain_model_overrides("R50+ViT-B/16") == {"representation_size": 768}
     assert pretrain_model_overrides("R50x1") == {}
     for scale in SCALES.values():
-        assert "representation_size" in scale.train_fields("pretrain", "vit")["model_overrides"]
-        assert "representation_size" not in scale.train_fields("finetune", "vit")["model_overrides"]
-        assert "representation_size" not in scale.train_fields("pretrain", "bit")["model_overrides"]
+        assert "representation_size" in scale.run_config("pretrain", "vit").model_overrides
+        assert "representation_size" not in scale.run_config("finetune", "vit").model_overrides
+        assert "representation_size" not in scale.run_config("pretrain", "bit").model_overrides
+        # a model named by the caller gets its own width D, not the scale's ViT's
+        assert scale.run_config("pretrain", "vit", model="ViT-S/16").model_overrides["representation_size"] == 384
 
 
 def test_pretrained_pre_logits_are_dropped_at_finetuning(tmp_path):
     """Through the engine at smoke scale: the pre-trained ViT has the tanh layer, the fine-tuned one has none,
     and the load report says the layer was dropped (Sec. 3.1)."""
-    from repro.checkpoints import load_model
-    from repro.train import TrainConfig, finetune_config, train
-
     smoke = SCALES["smoke"]
-    common = dict(out_dir=str(tmp_path / "runs"), max_train=64, max_test=32, log_every=2)
-    pre = train(TrainConfig(**{**smoke.train_fields("pretrain", "vit"), **common, "steps": 2}), progress=False)
-    assert load_model(pre / "model").pre_logits.fc.out_features == 64
-    fine = train(finetune_config(**{**smoke.train_fields("finetune", "vit"), **common, "steps": 2,
-                                    "init_from": str(pre / "model.safetensors")}), progress=False)
-    tuned = load_model(fine / "model")
+    common = dict(out_dir=str(tmp_path / "runs"), max_train=64, max_test=32, log_every=2, steps=2)
+    pre = train(smoke.run_config("pretrain", "vit", **common), progress=False)
+    assert load_model(weights_path(pre)).pre_logits.fc.out_features == 64
+    fine = train(smoke.run_config("finetune", "vit", **common, init_from=str(weights_path(pre))), progress=False)
+    tuned = load_model(weights_path(fine))
     assert not hasattr(tuned.pre_logits, "fc") and tuned.cfg.representation_size is None
-    start = json.loads((fine / "metrics.jsonl").read_text().splitlines()[0])
+    start = read_metrics(fine)[0]
     assert "pre_logits.fc.weight" in start["init"]["dropped"]
 
 
 def test_readme_shows_the_current_departures_table():
-    from pathlib import Path
-
-    from repro.scales import departures_markdown
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert departures_markdown() in readme, "regenerate the README's table with repro.scales.departures_markdown()"

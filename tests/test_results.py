@@ -4,8 +4,12 @@ import json
 import pandas as pd
 import pytest
 
-from repro.results import (PAPER, REPO_ROOT, load_run, portable_text, read_jsonl, repo_relative, summarize_seeds,
-                           to_markdown, training_flops, write_table)
+from repro.fileio import read_jsonl
+from repro.flops import training_flops
+from repro.paper import PAPER
+from repro.paths import portable_text, repo_relative, REPO_ROOT
+from repro.rundir import load_run
+from repro.tables import summarize_seeds, to_markdown, write_table
 
 
 def test_summarize_seeds_gives_mean_spread_and_count():
@@ -62,7 +66,7 @@ def test_paths_written_into_results_are_never_absolute(tmp_path):
 
 
 def test_data_source_record_reads_as_one_portable_line():
-    from repro.results import describe_data_source
+    from repro.rundir import describe_data_source
     record = {"kind": "parquet", "root": "$REPRO_DATA_DIR", "path": "cifar10",
               "description": "local parquet $REPRO_DATA_DIR/cifar10", "images": {"train": 49000, "val": 1000}}
     assert describe_data_source(record) == "local parquet $REPRO_DATA_DIR/cifar10 (train 49000, val 1000 images)"

@@ -14,10 +14,12 @@ from PIL import Image
 
 from repro import data as data_lib
 from repro.data import DatasetInfo, normalize
-from repro.results import read_jsonl
+from repro.fileio import read_jsonl
 from repro.streaming import (StreamingLoader, count_samples, find_shards, make_shard_loaders, rank_shards,
                              read_samples, shard_lengths, write_shards)
-from repro.train import TrainConfig, read_final, train
+from repro.runconfig import TrainConfig
+from repro.rundir import read_final
+from repro.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 12  # stored image side, px
@@ -198,7 +200,9 @@ def test_train_on_shards_end_to_end(shards, tiny_dataset, tmp_path, monkeypatch)
 TORCHRUN_SCRIPT = """
 import json, sys
 from repro import data as data_lib
-from repro.train import TrainConfig, train, setup_distributed
+from repro.runconfig import TrainConfig
+from repro.runtime import setup_distributed
+from repro.train import train
 from repro.streaming import make_shard_loaders
 data_lib.register_dataset(data_lib.DatasetInfo("tiny_shards", "none/none", 4, test_split="validation",
                                                heldout_fraction=0.125, image_size=12))

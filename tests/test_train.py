@@ -9,17 +9,22 @@ import pytest
 import torch
 
 from repro.cli import main as cli_main, parse_overrides
-from repro.results import load_run, read_jsonl
-from repro.train import NonFiniteLoss, TrainConfig, finetune_config, finetune_sweep, lr_at, read_final, train
+from repro.fileio import read_jsonl
+from repro.rundir import load_run
+from repro.runconfig import finetune_config, TrainConfig
+from repro.rundir import read_final
+from repro.train import finetune_sweep, lr_at, NonFiniteLoss, train
+
+from fakes import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny(tmp_path, **kw) -> TrainConfig:
-    base = dict(model="ViT-XXS/8", dataset="cifar10", data_dir="embedded", max_train=256, max_test=128,
-                batch_size=32, steps=12, warmup_steps=3, log_every=3, checkpoint_every=4, out_dir=str(tmp_path / "runs"),
-                model_overrides={"dropout": 0.1})  # dropout on: resume must restore its randomness too
-    return TrainConfig(**{**base, **kw})
+    # dropout on: resume must restore its randomness too
+    base = dict(max_train=256, max_test=128, batch_size=32, steps=12, warmup_steps=3, log_every=3, checkpoint_every=4,
+                model_overrides={"dropout": 0.1})
+    return tiny_config(tmp_path / "runs", **{**base, **kw})
 
 
 def train_losses(run_dir):
@@ -237,7 +242,8 @@ def test_cli_help_runs(capsys):
 DDP_SCRIPT = """
 import json, os, sys
 import torch
-from repro.train import TrainConfig, train
+from repro.runconfig import TrainConfig
+from repro.train import train
 cfg = TrainConfig(**json.loads(sys.argv[1]))
 train(cfg, progress=False)
 """
@@ -321,7 +327,7 @@ def test_on_step_hook_sees_the_model_mid_run_and_changes_nothing(tmp_path):
 
 
 def test_redraw_mode_returns_finished_runs_without_weights_and_trains_nothing(tmp_path, monkeypatch):
-    from repro.train import REDRAW_ENV, RunNotFinished
+    from repro.rundir import REDRAW_ENV, RunNotFinished
 
     cfg = tiny(tmp_path)
     run_dir = train(cfg, progress=False)

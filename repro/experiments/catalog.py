@@ -18,14 +18,14 @@ def _seeds(seeds) -> str:
 
 
 def _notebook_01(c) -> str:
-    s = c.scale
-    if s.name == "paper":
-        return f"fine-tunes a given checkpoint at {s.finetune_image_size} px ({', '.join(pretrain_transfer.PAPER_DATASETS)})"
-    text = (f"{s.vit} vs {s.bit}, {s.pretrain_steps} steps x {s.batch_size}, fine-tuned {s.finetune_steps} steps at "
+    if c.scale.name == "paper":
+        return f"fine-tunes a given checkpoint at {c.finetune_image_size} px ({', '.join(pretrain_transfer.PAPER_DATASETS)})"
+    pre = c.pretrain["ViT"]
+    text = (f"{c.vit} vs {c.bit}, {pre.steps} steps x {pre.batch_size}, fine-tuned {c.finetune_steps} steps at "
             f"{'/'.join(str(r) for r in c.finetune_resolutions)} px, {_seeds(c.seeds)}")
     t = c.transfer
     if t is not None:
-        text += (f"; transfer {t.vit} and {s.bit}, {t.source_steps} + {t.target_steps} steps, "
+        text += (f"; transfer {t.vit} and {t.source['BiT'].model}, {t.source_steps} + {t.target_steps} steps, "
                  f"{_seeds(t.seeds)}")
     return text
 

@@ -6,7 +6,7 @@ each over a grid of learning rates a factor 2 apart (the paper: the class token 
 3e-4, working at the lower). Each pooling's best lr is chosen on the held-out split. Like Fig. 9, accuracy is
 followed along training: the 5-shot linear accuracy of the frozen representation (``repro.fewshot``) and the
 trained classifier's test top-1, probed at a few steps of the very same runs (``train``'s ``on_step`` hook, via
-``repro.experiments.train_and_probe``) and at the end.
+``repro.experiments.probes.train_and_probe``) and at the end.
 
 Departures: a small ViT trained from scratch on CIFAR-10 at 32 px, probed on CIFAR-10, instead of ViT-B on
 JFT-300M probed on ImageNet; the grid is centred on this scale's own best rate (a much shorter run at a much
@@ -24,14 +24,19 @@ import pandas as pd
 
 from ..claims import (VERDICT_WORDS, Verdict, at_scale, claim_entry, needs_next_run, requirements_unmet, seed_stats,
                       verdict_above, verdict_equivalent)
+from ..figures import plot_claims as draw_claims, pyplot, save_figure
+from ..paper import PAPER
+from ..paths import repo_relative
 from ..progress import RunProgress
+from ..runconfig import TrainConfig
+from ..rundir import load_run
+from ..scales import get_scale
 from ..summary import curve_sentence, curve_status, epochs_text
-from ..results import PAPER, load_run, repo_relative, results_dir, save_figure
-from ..results import plot_claims as draw_claims
-from ..scales import Scale, get_scale
-from . import (FEWSHOT_SHOTS, cost_columns, draws_text, fewshot_top1, finish_note, preset_values,
-               pretrain_departures_markdown, ProbedPretraining, read_probes, RunSet, summary_markdown, support_draws,
-               support_std, train_and_probe, train_fields)
+from .probes import (FEWSHOT_SHOTS, draws_text, fewshot_top1, Probe, read_probes, support_draws, support_std,
+                     train_and_probe)
+from .reporting import cost_columns, finish_note, RunSet, summary_markdown
+from .settings import (apply_preset, experiment_out, preset_of, pretrain_departures_markdown, pretraining_run,
+                       ProbedPretraining)
 
 NAME = "03_cls_vs_gap"
 POOLS = ("cls", "gap")
@@ -46,16 +51,17 @@ SAME_CLAIM = (f"Class token and global average pooling work equally well, each a
               f"+-{MARGIN_POINTS:g} points (App. D.3, Fig. 9)")
 LR_CLAIM = "Global average pooling needs a lower learning rate than the class token (App. D.3, Fig. 9)"
 
+# This experiment's own choices per scale: ``train`` is what its pre-training changes from the scale's
+# (repro.scales), the rest its own knobs.
 PRESETS = {
-    "smoke": dict(model="ViT-XXS/8", image_size=32, batch_size=32, steps=8, warmup_steps=2, lrs=(3e-4, 1e-3),
-                  seeds=(0,), probes=1, fewshot_max_train=200),
+    "smoke": dict(train=dict(steps=8, warmup_steps=2), lrs=(3e-4, 1e-3), seeds=(0,), probes=1, fewshot_max_train=200),
     # A grid of 5 lrs a factor 2 apart around both poolings' best (2e-3 at 600 steps before), wide enough to see the
     # paper's 8e-4 vs 3e-4 (2.7x): 2 pools x 5 lrs x 3 seeds = 30 runs of 500 steps x 128 images. Measured at 32 px
     # on 2 cores (2026-12-04, Intel Xeon): ViT-XXS/4 ~1,150 images/s in the loop: 30 x 56 s = 28 min, plus 3 probes
     # per run (2 along training, 1 at the end; 5,000 support-pool + 10,000 test images, ~4.5 s each): ~7 min. ~36 min.
-    "cpu": dict(model="ViT-XXS/4", image_size=32, batch_size=128, steps=500, warmup_steps=50,
+    "cpu": dict(train=dict(model="ViT-XXS/4", steps=500, warmup_steps=50),
                 lrs=(5e-4, 1e-3, 2e-3, 4e-3, 8e-3), seeds=(0, 1, 2), probes=2, fewshot_max_train=5000),
-    "gpu": dict(model="ViT-Ti/4", image_size=32, batch_size=512, steps=3000, warmup_steps=300,
+    "gpu": dict(train=dict(steps=3000, warmup_steps=300),
                 lrs=(2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3), seeds=(0, 1, 2), probes=3, fewshot_max_train=10000),
 }
 
@@ -67,22 +73,22 @@ def run_name(pool: str, lr: float) -> str:
 
 @dataclass(frozen=True)
 class Config(ProbedPretraining):
-    """What notebook 03 runs at one scale: the shared pre-training budget plus this experiment's lr grid,
-    seeds and probes."""
+    """What notebook 03 runs at one scale: the pre-training run every (pool, lr, seed) varies, the probe, the lr
+    grid, seeds and probes along training."""
 
     lrs: tuple               # the learning-rate grid, the same for both pools
     seeds: tuple             # training seeds (at least 3 outside smoke)
     probes: int              # evenly spaced probes along training, besides the one at the end
 
-    def train_scale(self, lr: float) -> Scale:
-        """The scale's preset with this experiment's model, budget and one lr of the grid."""
-        return self.scale_with_budget(lr)
+    def pool_run(self, pool: str, lr: float, seed: int) -> TrainConfig:
+        """The run of one pool at one lr of the grid and one seed."""
+        return self.run_config(lr=lr, seed=seed, model_overrides={"pool": pool})
 
     @property
     def probe_steps(self) -> tuple[int, ...]:
         """The intermediate probe steps: evenly spaced, on multiples of the logging interval (where ``train``
         calls back), strictly inside the run."""
-        every = self.scale.log_every
+        every = self.train.log_every
         steps = {round(self.steps * i / (self.probes + 1) / every) * every for i in range(1, self.probes + 1)}
         return tuple(sorted(s for s in steps if 0 < s < self.steps))
 
@@ -95,20 +101,28 @@ class Config(ProbedPretraining):
 
 
 def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-               **overrides) -> Config:
-    """The settings of notebook 03 at ``scale``; ``overrides`` (model, image_size, batch_size, steps,
-    warmup_steps, lrs, probes, fewshot_max_train) replace the preset's, None keeps it; unknown keys are errors."""
-    if scale not in PRESETS:
-        raise ValueError(f"notebook 03 runs at {sorted(PRESETS)}; at 'paper' scale Fig. 9 needs JFT-300M")
-    preset = get_scale(scale)
-    values = preset_values(PRESETS, scale, overrides, what="notebook 03", seed_fields={"seeds": seeds})
-    values["lrs"] = tuple(float(lr) for lr in values["lrs"])
-    return Config(scale=preset, data_dir=data_dir if data_dir is not None else preset.data_dir, **values)
+               out_dir: str | Path = "../results", device: str = "auto", model: Optional[str] = None,
+               image_size: Optional[int] = None, batch_size: Optional[int] = None, steps: Optional[int] = None,
+               warmup_steps: Optional[int] = None, lrs: Optional[Sequence[float]] = None, probes: Optional[int] = None,
+               fewshot_max_train: Optional[int] = None) -> Config:
+    """The runs of notebook 03 at ``scale``: the preset, with any parameter that is not None in its place."""
+    preset = preset_of(PRESETS, scale, "notebook 03 runs at {scales}; at 'paper' scale Fig. 9 needs JFT-300M")
+    changes, knobs = apply_preset(
+        preset, what="notebook 03", seeds=seeds, lrs=lrs, probes=probes, fewshot_max_train=fewshot_max_train,
+        train=dict(model=model, image_size=image_size, batch_size=batch_size, steps=steps, warmup_steps=warmup_steps))
+    out = experiment_out(NAME, scale, out_dir)
+    # eval_every=0: the probes along training take the place of held-out evaluations; each pool's lr is chosen on
+    # the held-out evaluation at the end.
+    train = pretraining_run(get_scale(scale), changes, data_dir=data_dir, out=out, device=device, eval_every=0,
+                            seed=knobs["seeds"][0] if knobs["seeds"] else 0)
+    return Config(scale=get_scale(scale), train=train, out=out, lrs=tuple(float(lr) for lr in knobs["lrs"]),
+                  seeds=knobs["seeds"], probes=knobs["probes"], probe=Probe.of_run(train, knobs["fewshot_max_train"]))
 
 
 def settings_markdown(config: Config) -> str:
     """Where this notebook's pre-training departs from the paper (at the middle lr of the grid)."""
-    return pretrain_departures_markdown(config.train_scale(sorted(config.lrs)[len(config.lrs) // 2]))
+    return pretrain_departures_markdown(config.scale.name,
+                                        config.run_config(lr=sorted(config.lrs)[len(config.lrs) // 2]))
 
 
 @dataclass(frozen=True)
@@ -123,23 +137,17 @@ class Runs(RunSet):
     """The runs of one execution of notebook 03 (``RunRecord`` each), with where its results go."""
 
 
-def run(scale: str, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-        out_dir: str | Path = "../results", device: str = "auto", **overrides) -> Runs:
+def run(config: Config) -> Runs:
     """Pre-train the ViT with each pool at each lr of the grid and each seed, probing along training.
     Runs that finished before (with the same probes) are found by their config and not trained again."""
-    from ..train import TrainConfig
-
-    config = get_config(scale, seeds=seeds, data_dir=data_dir, **overrides)
-    runs = Runs(config, results_dir(NAME, scale, out_dir))
+    runs = Runs(config, config.out)
     progress = RunProgress(len(POOLS) * len(config.lrs) * len(config.seeds), "training runs")
     for seed in config.seeds:
         for pool in POOLS:
             for lr in config.lrs:
-                fields = train_fields(config.train_scale(lr), "pretrain", "vit", data_dir=config.data_dir,
-                                      out_dir=runs.out / "runs", device=device, seed=seed, eval_every=0)
-                fields["model_overrides"] = {**fields["model_overrides"], "pool": pool}
-                run_dir = train_and_probe(TrainConfig(**fields), config.probe, label=f"{run_name(pool, lr)} seed {seed}",
-                                          at_steps=config.probe_steps, device=device, progress=progress)
+                run_dir = train_and_probe(config.pool_run(pool, lr, seed), config.probe,
+                                          label=f"{run_name(pool, lr)} seed {seed}", at_steps=config.probe_steps,
+                                          progress=progress)
                 runs.records.append(RunRecord(pool, lr, seed, run_dir))
     return runs
 
@@ -275,9 +283,7 @@ def curves(runs: Runs) -> pd.DataFrame:
 def plot(runs: Runs) -> Path:
     """``accuracy_vs_steps.png`` (Fig. 9): 5-shot linear and classifier test top-1 against training step, one
     line per (pool, lr): colour = lr, solid = class token, dashed = GAP; mean over seeds, bars = one std."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     points = curves(runs)
     metrics = [f"{SHOTS}-shot linear top-1 (%)", "classifier test top-1 (%)"]

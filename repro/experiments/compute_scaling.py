@@ -2,11 +2,11 @@
 
 Each family (ViT, BiT ResNet-v2, hybrid = ResNet stages + ViT, ``repro.hybrid``) is pre-trained at several
 sizes on the same data with the same recipe, so that its models span at least 10x in pre-training compute.
-Compute is counted two ways: in FLOPs (``repro.results.training_flops``: ``torch.utils.flop_counter`` on one
+Compute is counted two ways: in FLOPs (``repro.flops.training_flops``: ``torch.utils.flop_counter`` on one
 forward + backward, times batch and steps; kept in each run's ``flops.json``) and in wall time (the run's
 training seconds, evaluation left out). Accuracy is read two ways from the same weights: the trained
 classifier's test top-1, and the 5-shot linear accuracy of the frozen pre-logits representation
-(``repro.experiments.train_and_probe``). Each family's Pareto front (``pareto_front``: the points that no
+(``repro.experiments.probes.train_and_probe``). Each family's Pareto front (``pareto_front``: the points that no
 cheaper point beats) is drawn like Fig. 5, and the claims are decided on the fronts:
 
 - ViT beats BiT at equal compute: per seed that every point shares, each family's front (``seed_fronts``),
@@ -18,15 +18,16 @@ cheaper point beats) is drawn like Fig. 5, and the claims are decided on the fro
   trained at one seed enters every front, so the fronts share only the seeds that every point has.
 
 Scales (``PRESETS``): ``smoke`` runs a few steps per model on the embedded mini CIFAR-10 (plumbing only, every
-verdict None). ``cpu`` trains 20 runs on the real CIFAR-10 at 32 px on 2 cores in about 21 minutes: ViT-XXS/8
-to ViT-XS/4, BiT R14x1 to R50x1, and R14+ViT-XXS/4 to R50+ViT-XS/8, each family's smallest model also at a
-quarter of the length (3 seeds there: the seed spread of the verdicts); one seed elsewhere. ``gpu`` is a
-bigger ladder (ViT up to S/4, BiT up to R101x1, hybrids up to R50+ViT-Ti/4), 3 seeds each; not yet run.
+verdict None). ``cpu`` trains one model per family, ViT-XXS/4, BiT R14x1 and R14+ViT-XXS/4, at four budgets of
+0.8, 2, 4 and 8 TFLOPs (10x), 3 seeds each, on the real CIFAR-10 at 32 px on 2 cores in about 40 minutes (the
+arithmetic is beside ``PRESETS``). ``gpu`` has the same shape at 20-200 TFLOPs with ViT-Ti/4, BiT R26x1 and
+R26+ViT-Ti/4; not yet run.
 
-Departures: models from scratch on CIFAR-10 at 32 px for about one epoch instead of 7-14 epochs of
+Departures: models from scratch on CIFAR-10 at 32 px for a few epochs at most instead of 7-14 epochs of
 JFT-300M at 224 px; accuracy on CIFAR-10 itself (its test split, and 5-shot probes of its training split)
-instead of transfer to five data sets; one lr per family, not tuned per model; the project's small sizes
-(XXS, XS; the hybrids' ResNet cut to its first one or two stages at /4 and /8, ``repro.config``). Every BiT
+instead of transfer to five data sets; one lr per family, chosen on held-out at one budget; the project's small
+sizes (XXS, Ti; the hybrids' ResNet cut to its first stage at /4, ``repro.config``); one model per family trained
+for different lengths instead of models of different sizes. Every BiT
 keeps the paper's 7x7/2 + max-pool stem (the hybrids' stem too) at every scale.
 """
 from __future__ import annotations
@@ -42,13 +43,20 @@ import pandas as pd
 
 from ..claims import (VERDICT_WORDS, Verdict, at_scale, claim_entry, decide_positive, mean_interval, needs_next_run,
                       requirements_unmet, seed_stats, verdict_all)
+from ..figures import place_labels, pyplot, save_figure
+from ..flops import run_training_flops
+from ..paper import PAPER
+from ..paths import repo_relative
 from ..progress import RunProgress
+from ..runconfig import TrainConfig
+from ..rundir import load_run
+from ..scales import PRETRAIN, get_scale
 from ..summary import curve_sentence, curve_status, epochs_text
-from ..results import PAPER, load_run, repo_relative, results_dir
-from ..scales import Scale, get_scale
-from . import (FEWSHOT_SHOTS, cost_columns, draws_text, fewshot_top1, preset_values, pretrain_departures_markdown,
-               Probe, ProbedPretraining, read_probes, run_training_flops, RunSet, summary_markdown, support_draws,
-               support_std, train_and_probe, train_fields)
+from .. import train as engine
+from .probes import (FEWSHOT_SHOTS, draws_text, fewshot_top1, Probe, read_probes, support_draws, support_std,
+                     train_and_probe)
+from .reporting import cost_columns, finish_note, RunSet, summary_markdown
+from .settings import apply_preset, experiment_out, preset_of, pretrain_departures_markdown, ProbedPretraining
 
 NAME = "05_compute_scaling"
 FAMILIES = ("ViT", "BiT", "hybrid")
@@ -77,11 +85,11 @@ class Rung:
     seeds: tuple
 
 
-# This experiment's own choices per scale (the rest comes from repro.scales.SCALES). A ladder row is
-# (family, model, steps, seeds); each family's lr is chosen on the held-out split from ``lr_grids`` at the rung of
-# ``lr_steps`` (seed 0), then used for every rung of the family.
+# This experiment's own choices per scale: ``train`` is what every run changes from the scale's pre-training
+# (repro.scales), the rest its own knobs. A ladder row is (family, model, steps, seeds); each family's lr is chosen
+# on the held-out split from ``lr_grids`` at the rung of ``lr_steps`` (seed 0), then used for every rung of the family.
 PRESETS = {
-    "smoke": dict(image_size=32, batch_size=16, warmup_fraction=0.1, fewshot_max_train=200,
+    "smoke": dict(train=dict(batch_size=16), warmup_fraction=0.1, fewshot_max_train=200,
                   lr_grids={"ViT": (1e-3, 2e-3), "BiT": (1e-3,), "hybrid": (1e-3,)},
                   lr_steps={"ViT": 3, "BiT": 3, "hybrid": 3},
                   ladder=(("ViT", "ViT-XXS/8", 3, (0, 1)), ("ViT", "ViT-XXS/8", 6, (0, 1)),
@@ -94,7 +102,7 @@ PRESETS = {
     # on 2 cores (2026-12-04, Intel Xeon, synthetic batches): 1,265 / 426 / 774 images/s, ~1,150 / ~400 / ~700 in the
     # loop. Per seed: ViT 1,780 steps 198 s, BiT 666 steps 213 s, hybrid 1,075 steps 197 s = 608 s; 3 seeds 30 min.
     # The lr choice adds two runs per family at the 2-TFLOP rung (~3 min); probes and FLOP counts ~5 min. ~39 min.
-    "cpu": dict(image_size=32, batch_size=128, warmup_fraction=0.1, fewshot_max_train=5000,
+    "cpu": dict(train=dict(), warmup_fraction=0.1, fewshot_max_train=5000,
                 lr_grids={"ViT": (1e-3, 2e-3, 4e-3), "BiT": (5e-4, 1e-3, 2e-3), "hybrid": (1e-3, 2e-3, 4e-3)},
                 lr_steps={"ViT": 240, "BiT": 90, "hybrid": 145},
                 ladder=(("ViT", "ViT-XXS/4", 100, (0, 1, 2)), ("ViT", "ViT-XXS/4", 240, (0, 1, 2)),
@@ -105,7 +113,7 @@ PRESETS = {
                         ("hybrid", "R14+ViT-XXS/4", 290, (0, 1, 2)), ("hybrid", "R14+ViT-XXS/4", 580, (0, 1, 2)))),
     # Not yet run on a GPU: the same shape at 20 / 50 / 100 / 200 TFLOPs with ViT-Ti/4 (2.19 GFLOPs per image), BiT
     # R26x1 (0.28) and R26+ViT-Ti/4 (2.27), batch 512.
-    "gpu": dict(image_size=32, batch_size=512, warmup_fraction=0.1, fewshot_max_train=10000,
+    "gpu": dict(train=dict(), warmup_fraction=0.1, fewshot_max_train=10000,
                 lr_grids={"ViT": (5e-4, 1e-3, 2e-3), "BiT": (5e-4, 1e-3, 2e-3), "hybrid": (5e-4, 1e-3, 2e-3)},
                 lr_steps={"ViT": 45, "BiT": 350, "hybrid": 43},
                 ladder=(("ViT", "ViT-Ti/4", 18, (0, 1, 2)), ("ViT", "ViT-Ti/4", 45, (0, 1, 2)),
@@ -118,44 +126,28 @@ PRESETS = {
 
 
 @dataclass(frozen=True)
-class Config:
-    """What notebook 05 runs at one scale: the recipe shared by every model, each family's lr grid and ladder."""
+class Config(ProbedPretraining):
+    """What notebook 05 runs at one scale: ``changes`` (what every run changes from the scale's pre-training),
+    each family's lr grid and ladder; ``train`` is the first ViT rung at its grid's middle lr (the settings
+    table's column), ``rung_run`` builds every run."""
 
-    scale: Scale
-    data_dir: Optional[str]
-    image_size: int           # px
-    batch_size: int
+    changes: dict
     warmup_fraction: float    # of each run's steps
     lr_grids: dict            # family -> the lrs its held-out choice is made from
     lr_steps: dict            # family -> the rung length (steps) the choice is made at
-    fewshot_max_train: Optional[int]
     ladder: tuple             # Rung, in the order they run
 
-    def pretraining(self, rung: Rung) -> ProbedPretraining:
-        """One rung's model and budget in the settings that notebooks 02 and 03 use."""
-        return ProbedPretraining(scale=self.scale, data_dir=self.data_dir, model=rung.model,
-                                 image_size=self.image_size, batch_size=self.batch_size, steps=rung.steps,
-                                 warmup_steps=max(1, round(rung.steps * self.warmup_fraction)),
-                                 fewshot_max_train=self.fewshot_max_train)
-
-    def train_scale(self, rung: Rung, lr: float) -> Scale:
-        """The scale's preset with this rung's model and budget at ``lr``. BiTs keep the paper's 7x7/2 + max-pool
-        stem at every scale (the hybrids' stem too; the CIFAR stem would cost ~10x more FLOPs)."""
-        family = SCALE_FAMILY[rung.family]
-        return dataclasses.replace(self.pretraining(rung).scale_with_budget(lr, family), bit_overrides={})
+    def rung_run(self, rung: Rung, lr: float, seed: int) -> TrainConfig:
+        """One rung's run at ``lr`` and ``seed``. BiTs keep the paper's 7x7/2 + max-pool stem at every scale (the
+        hybrids' stem too; the CIFAR stem would cost ~10x more FLOPs): no family overrides of the scale."""
+        return self.scale.run_config(PRETRAIN, SCALE_FAMILY[rung.family], family_overrides=False,
+                                     **self.changes, model=rung.model, steps=rung.steps, lr=lr, seed=seed,
+                                     warmup_steps=max(1, round(rung.steps * self.warmup_fraction)))
 
     def lr_rung(self, family: str) -> Rung:
         """The rung a family's lr is chosen at (seed 0)."""
         first = next(r for r in self.ladder if r.family == family)
         return Rung(family, first.model, self.lr_steps[family], (0,))
-
-    @property
-    def probe(self) -> Probe:
-        return self.pretraining(self.ladder[0]).probe
-
-    @property
-    def decidable(self) -> bool:
-        return self.pretraining(self.ladder[0]).decidable
 
     def budget(self) -> str:
         runs = sum(len(r.seeds) for r in self.ladder)
@@ -169,45 +161,57 @@ class Config:
 
 
 def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-               length_scale: Optional[float] = None, **overrides) -> Config:
-    """The settings of notebook 05 at ``scale``; ``seeds`` (None: each rung's own) replaces every rung's seeds;
-    ``length_scale`` (None: 1) multiplies every rung's steps and the lr choices' (e.g. 0.5 for a quicker look);
-    ``overrides`` (image_size, batch_size, warmup_fraction, lr_grids, lr_steps, fewshot_max_train, ladder)
-    replace the preset's, None keeps it; unknown keys are errors."""
-    if scale not in PRESETS:
-        raise ValueError(f"notebook 05 runs at {sorted(PRESETS)}; at 'paper' scale Fig. 5 needs JFT-300M")
+               out_dir: str | Path = "../results", device: str = "auto", length_scale: Optional[float] = None,
+               image_size: Optional[int] = None, batch_size: Optional[int] = None,
+               warmup_fraction: Optional[float] = None, lr_grids: Optional[dict] = None,
+               lr_steps: Optional[dict] = None, fewshot_max_train: Optional[int] = None,
+               ladder: Optional[Sequence] = None) -> Config:
+    """The runs of notebook 05 at ``scale``: the preset, with any parameter that is not None in its place.
+    ``seeds`` replaces every rung's seeds; ``length_scale`` (None: 1) multiplies every rung's steps and the lr
+    choices' (e.g. 0.5 for a quicker look); ``ladder`` is rows of (family, model, steps, seeds)."""
+    preset = preset_of(PRESETS, scale, "notebook 05 runs at {scales}; at 'paper' scale Fig. 5 needs JFT-300M")
     if length_scale is not None and not (isinstance(length_scale, (int, float)) and length_scale > 0):
         raise ValueError(f"length_scale={length_scale!r}: must be a positive number (1 keeps the preset's steps)")
-    preset = get_scale(scale)
-    values = preset_values(PRESETS, scale, overrides, what="notebook 05", seed_fields={})
+    changes, knobs = apply_preset(preset, what="notebook 05", warmup_fraction=warmup_fraction, lr_grids=lr_grids,
+                                  lr_steps=lr_steps, fewshot_max_train=fewshot_max_train, ladder=ladder,
+                                  train=dict(image_size=image_size, batch_size=batch_size))
 
     def scaled(steps: int) -> int:
         return max(1, round(steps * (length_scale or 1)))
 
-    values["lr_steps"] = {f: scaled(n) for f, n in values["lr_steps"].items()}
-    ladder = tuple(Rung(family, model, scaled(int(steps)), tuple(seeds if seeds is not None else rung_seeds))
-                   for family, model, steps, rung_seeds in values.pop("ladder"))
-    unknown = sorted({r.family for r in ladder} - set(FAMILIES))
-    if unknown or not all(r.seeds for r in ladder) or not all(r.steps > 0 for r in ladder):
+    knobs["lr_steps"] = {f: scaled(n) for f, n in knobs["lr_steps"].items()}
+    rungs = tuple(Rung(family, model, scaled(int(steps)), tuple(seeds if seeds is not None else rung_seeds))
+                  for family, model, steps, rung_seeds in knobs.pop("ladder"))
+    unknown = sorted({r.family for r in rungs} - set(FAMILIES))
+    if unknown or not all(r.seeds for r in rungs) or not all(r.steps > 0 for r in rungs):
         raise ValueError(f"ladder families must be among {FAMILIES}, every rung needs a seed and positive steps "
                          f"(got families {unknown})")
-    missing = sorted({r.family for r in ladder} - (set(values["lr_grids"]) & set(values["lr_steps"])))
+    missing = sorted({r.family for r in rungs} - (set(knobs["lr_grids"]) & set(knobs["lr_steps"])))
     if missing:
         raise ValueError(f"no lr grid or lr_steps for the famil(ies) {missing}: give lr_grids={{family: (lr, ...)}} "
                          "and lr_steps={family: steps}")
-    return Config(scale=preset, data_dir=data_dir if data_dir is not None else preset.data_dir, ladder=ladder,
-                  **values)
+    out = experiment_out(NAME, scale, out_dir)
+    # eval_every=0, eval_on_test=False: the probe scores the classifier on the whole test split from the same pass
+    # that extracts the test features, so a second pass over it would only cost time; the held-out evaluation at
+    # the end chooses the lr.
+    changes = {**changes, **({} if data_dir is None else {"data_dir": data_dir}), "out_dir": str(out / "runs"),
+               "device": device, "eval_every": 0, "eval_on_test": False}
+    fewshot_max_train = knobs.pop("fewshot_max_train")
+    config = Config(scale=get_scale(scale), train=get_scale(scale).pretraining, out=out, probe=Probe(),
+                    changes=changes, ladder=rungs, **knobs)
+    first = next((r for r in rungs if r.family == "ViT"), rungs[0])
+    grid = config.lr_grids[first.family]
+    train = config.rung_run(first, grid[len(grid) // 2], 0)
+    return dataclasses.replace(config, train=train, probe=Probe.of_run(train, fewshot_max_train))
 
 
 def settings_markdown(config: Config) -> str:
     """Where this notebook's pre-training departs from the paper (for the first ViT rung; its lr is chosen on
     held-out from its family's grid, shown here at the grid's middle)."""
-    first = next((r for r in config.ladder if r.family == "ViT"), config.ladder[0])
-    grid = config.lr_grids[first.family]
-    return pretrain_departures_markdown(config.train_scale(first, grid[len(grid) // 2]), rows={
+    return pretrain_departures_markdown(config.scale.name, config.train, rows={
         "pre-training lr, decay, weight decay": "per family, chosen on held-out from " + "; ".join(
             f"{f} {'/'.join(f'{lr:g}' for lr in g)}" for f, g in config.lr_grids.items())
-        + f", {config.scale.pretrain_schedule} wd {config.scale.pretrain_weight_decay:g}",
+        + f", {config.train.schedule} wd {config.train.weight_decay:g}",
         "pre-training length": "; ".join(f"{f} " + "/".join(str(r.steps) for r in config.ladder if r.family == f)
                                          + " steps" for f in FAMILIES if any(r.family == f for r in config.ladder))})
 
@@ -239,42 +243,28 @@ def point_name(model: str, steps: int) -> str:
     return f"{model} @ {steps} steps"
 
 
-def run(scale: str, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-        out_dir: str | Path = "../results", device: str = "auto", length_scale: Optional[float] = None,
-        **overrides) -> Runs:
+def run(config: Config) -> Runs:
     """Per family: choose the lr on the held-out split (its grid at ``lr_steps``, seed 0), then pre-train every
     rung at each of its seeds with it, probe it, and count its FLOPs. Runs that finished before are found by their
     config and not trained again (the choice run of the chosen lr is a rung's seed-0 run)."""
-    from ..train import TrainConfig, train
-
-    config = get_config(scale, seeds=seeds, data_dir=data_dir, length_scale=length_scale, **overrides)
-    runs = Runs(config, results_dir(NAME, scale, out_dir))
+    runs = Runs(config, config.out)
     families = [f for f in FAMILIES if any(r.family == f for r in config.ladder)]
     progress = RunProgress(sum(len(r.seeds) for r in config.ladder)
                            + sum(len(config.lr_grids[f]) for f in families), "training runs")
-
-    def fields(rung: Rung, lr: float, seed: int) -> dict:
-        # eval_on_test=False: the probe scores the classifier on the whole test split from the same pass that
-        # extracts the test features, so a second pass over it would only cost time.
-        return train_fields(config.train_scale(rung, lr), "pretrain", SCALE_FAMILY[rung.family],
-                            data_dir=config.data_dir, out_dir=runs.out / "runs", device=device, seed=seed,
-                            eval_every=0, eval_on_test=False)
-
     for family in families:
         rung = config.lr_rung(family)
         runs.lr_choices[family] = {}
         for lr in config.lr_grids[family]:
             label = f"{point_name(rung.model, rung.steps)} lr {lr:g} (held-out lr choice)"
-            runs.lr_choices[family][lr] = train(TrainConfig(**fields(rung, lr, 0)), **progress.train_kwargs(label))
+            runs.lr_choices[family][lr] = engine.train(config.rung_run(rung, lr, 0), **progress.train_kwargs(label))
             progress.finished(label, f"held-out top-1 {100 * load_run(runs.lr_choices[family][lr])['val_accuracy']:.1f}%")
         lr = runs.chosen_lr(family)
         for rung in (r for r in config.ladder if r.family == family):
             for seed in rung.seeds:
-                cfg = TrainConfig(**fields(rung, lr, seed))
-                run_dir = train_and_probe(cfg, config.probe, label=f"{point_name(rung.model, cfg.steps)} seed {seed}",
-                                          device=device, progress=progress)
+                run_dir = train_and_probe(config.rung_run(rung, lr, seed), config.probe,
+                                          label=f"{point_name(rung.model, rung.steps)} seed {seed}", progress=progress)
                 run_training_flops(run_dir)
-                runs.records.append(RunRecord(rung.family, rung.model, cfg.steps, seed, run_dir))
+                runs.records.append(RunRecord(rung.family, rung.model, rung.steps, seed, run_dir))
     return runs
 
 
@@ -607,9 +597,7 @@ def table_note(runs: Runs) -> str:
             "activations and the optimiser left out), times batch and steps; wall time: training seconds, "
             "evaluation left out. BiTs and hybrids keep the paper's 7x7/2 + max-pool stem. The paper's Fig. 5 is JFT-300M pre-training "
             "(7-14 epochs, 224 px) scored by transfer: only the directions are comparable.")
-    caveats = {"CIFAR-10 here is the JPEG copy (quality ~75).": c.scale.dataset == "cifar10",
-               "Smoke scale: a few steps on a few hundred images prove the plumbing, not the claims.": not c.decidable}
-    return " ".join([note, *(text for text, applies in caveats.items() if applies)])
+    return finish_note(note, c, cifar10="CIFAR-10 here is the JPEG copy (quality ~75).")
 
 
 COLOURS = {"ViT": "tab:red", "BiT": "tab:blue", "hybrid": "tab:green"}
@@ -620,13 +608,9 @@ def plot(runs: Runs) -> Path:
     """``accuracy_vs_compute.png`` (Fig. 5): accuracy against FLOPs (left, in TFLOPs) and wall time (right), log x
     with 1-2-5 ticks, test top-1 (top) and 5-shot linear top-1 (bottom); one colour and marker per family, bars
     one std over seeds, each family's Pareto front drawn as a line, every point labelled without overlaps
-    (``repro.results.place_labels``)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib import ticker
-
-    from ..results import place_labels
+    (``repro.figures.place_labels``)."""
+    plt = pyplot()
+    from matplotlib import ticker  # matplotlib on first use, as repro.figures.pyplot
 
     scale_of = {"flops": 1e-12, "seconds": 1.0}
     label_of = {"flops": "pre-training compute (TFLOPs, forward + backward)", "seconds": "pre-training wall time (s)"}
@@ -656,10 +640,7 @@ def plot(runs: Runs) -> Path:
     fig.suptitle(f"notebook 05, scale {c.scale.name}: accuracy vs pre-training compute (Fig. 5), CIFAR-10 at "
                  f"{c.image_size} px, ViT / BiT / hybrid ladders; lines: Pareto fronts (mean over seeds)", fontsize=10)
     fig.tight_layout()
-    path = runs.out / "accuracy_vs_compute.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, runs.out / "accuracy_vs_compute.png")
 
 
 def summary(runs: Runs, found: Sequence[dict]) -> str:

@@ -6,7 +6,7 @@ inside the larger ones, and the ViT and the BiT of one seed see the same images)
 
 - Fig. 4's metric: the 5-shot linear accuracy of the frozen pre-logits representation (``repro.fewshot``,
   big_vision's ``fewshot_lsr``; support sets from a fixed pool of training images, 5 support draws;
-  tested on the whole test split), through ``repro.experiments.train_and_probe``;
+  tested on the whole test split), through ``repro.experiments.probes.train_and_probe``;
 - Fig. 3's metric: top-1 on the target task after training on it. Here the target task is the pre-training
   task itself (CIFAR-10), so the trained classifier is the model that is scored, on the test split (the probe
   applies its head to the same test features). This stands in for Fig. 3's fine-tuning: fine-tuning every
@@ -16,7 +16,7 @@ inside the larger ones, and the ViT and the BiT of one seed see the same images)
 Accuracy is plotted against the pre-training set size on a log axis (mean ± std over seeds), and the claim
 is read as a direction: a least-squares line through (log10 size, accuracy) per model and seed gives the
 points gained per decade of data; the ViT should gain more per decade than the BiT (``fit_log10``,
-``slopes_per_seed``; verdict through ``repro.results.verdict_below``). Whether the ViT overtakes the BiT
+``slopes_per_seed``; verdict through ``repro.claims.verdict_above``). Whether the ViT overtakes the BiT
 within the measured range, and where the fitted lines would cross, is stated beside it.
 
 Budget: every size gets the same training steps, so the smaller sets are seen for more epochs. The paper
@@ -44,17 +44,20 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ..fileio import read_jsonl
 from ..claims import (VERDICT_WORDS, Verdict, at_scale, claim_entry, needs_next_run, requirements_unmet, seed_stats,
                       verdict_above)
+from ..figures import plot_claims as draw_claims, pyplot, save_figure
+from ..paths import repo_relative
 from ..progress import RunProgress
+from ..runconfig import TrainConfig
+from ..rundir import load_run, read_metrics
+from ..scales import get_scale
 from ..summary import curve_sentence, curve_status
-from ..results import load_run, repo_relative, results_dir, save_figure
-from ..results import plot_claims as draw_claims
-from ..scales import Scale, get_scale
-from . import (FEWSHOT_SHOTS, cost_columns, draws_text, fewshot_top1, finish_note, preset_values,
-               pretrain_departures_markdown, ProbedPretraining, read_probes, RunSet, summary_markdown, support_draws,
-               support_std, train_and_probe, train_fields)
+from .probes import (FEWSHOT_SHOTS, draws_text, fewshot_top1, Probe, read_probes, support_draws, support_std,
+                     train_and_probe)
+from .reporting import cost_columns, finish_note, RunSet, summary_markdown
+from .settings import (apply_preset, check_settings, experiment_out, preset_of, pretrain_departures_markdown,
+                       pretraining_run, ProbedPretraining)
 
 NAME = "04_data_scaling"
 FAMILIES = ("ViT", "BiT")
@@ -80,11 +83,12 @@ PAPER_TEXT = {  # Sec. 4.3; the figures give no table of numbers comparable with
                 "pull ahead with the larger sets",
 }
 
-# This experiment's own choices per scale (the rest comes from repro.scales.SCALES).
+# This experiment's own choices per scale: ``train`` is what the ViT's pre-training changes from the scale's
+# (repro.scales), ``bit_train`` what the BiT's changes besides them, the rest its own knobs.
 PRESETS = {
     # 8 runs of a few steps at a small batch: the BiT's steps dominate the notebook's smoke time.
-    "smoke": dict(model="ViT-XXS/8", bit="R14x1", image_size=32, batch_size=16, steps=6, warmup_steps=2, lr=1e-3,
-                  bit_lr=1e-3, sizes=(100, 250, 600, 1500), seeds=(0,), fewshot_max_train=200, eval_every=3),
+    "smoke": dict(train=dict(batch_size=16, steps=6, warmup_steps=2, eval_every=3), bit_train=dict(),
+                  sizes=(100, 250, 600, 1500), seeds=(0,), fewshot_max_train=200),
     # The regime of Fig. 3/4 is over-fitting on the small sets, so every size trains as long as the smallest needs
     # to over-fit (its held-out top-1 peaks before the end) and reports its best held-out evaluation (early stopping,
     # keep_best), from 1,000 images to the whole training split (49,000 after the held-out 2%). 400 steps x 128 =
@@ -93,36 +97,36 @@ PRESETS = {
     # ~400. One (size, seed) pair: 51,200 / 1,150 + 51,200 / 400 = 45 + 128 = 173 s; 4 sizes x 3 seeds = 12 pairs =
     # 35 min; 10 held-out evaluations of 1,000 images per run and the probe (1,000 support-pool + 10,000 test
     # images) add ~6 s (ViT) / ~12 s (BiT) per run, ~4 min: ~39 minutes.
-    "cpu": dict(model="ViT-XXS/4", bit="R14x1", image_size=32, batch_size=128, steps=400, warmup_steps=40, lr=2e-3,
-                bit_lr=1e-3, sizes=(1000, 3000, 10000, 49000), seeds=(0, 1, 2), fewshot_max_train=1000, eval_every=40),
+    "cpu": dict(train=dict(model="ViT-XXS/4", steps=400, warmup_steps=40, lr=2e-3, eval_every=40), bit_train=dict(),
+                sizes=(1000, 3000, 10000, 49000), seeds=(0, 1, 2), fewshot_max_train=1000),
     # Not measured on a GPU yet: 2,000 steps x 512 = 1M images per run (21 epochs of 49,000, 1,024 of 1,000).
-    "gpu": dict(model="ViT-Ti/4", bit="R26x1", image_size=32, batch_size=512, steps=2000, warmup_steps=200, lr=1e-3,
-                bit_lr=1e-3, sizes=(1000, 3000, 10000, 49000), seeds=(0, 1, 2), fewshot_max_train=10000,
-                eval_every=100),
+    "gpu": dict(train=dict(steps=2000, warmup_steps=200, eval_every=100), bit_train=dict(),
+                sizes=(1000, 3000, 10000, 49000), seeds=(0, 1, 2), fewshot_max_train=10000),
 }
+# The fields of ``train`` that are the ViT's own; the BiT's run takes the others (batch, steps...) as they are.
+VIT_ONLY = ("model", "lr")
 
 
 @dataclass(frozen=True)
 class Config(ProbedPretraining):
-    """What notebook 04 runs at one scale: the shared pre-training budget (``model`` is the ViT) plus the BiT,
-    the two lrs, the pre-training set sizes, the seeds and how often the held-out split is evaluated."""
+    """What notebook 04 runs at one scale: the ViT's pre-training run (``train``) and the BiT's (``bit_train``),
+    which every (size, seed) varies, the probe, the pre-training set sizes and the seeds."""
 
-    bit: str
-    lr: float                # the ViT's pre-training lr
-    bit_lr: float
+    bit_train: TrainConfig
     sizes: tuple             # pre-training images per run, ascending (nested subsets for one seed)
     seeds: tuple             # training seeds; each also draws its own subsets (at least 3 outside smoke)
-    eval_every: int          # steps between held-out evaluations (the early-stopping check)
 
-    @property
-    def train_scale(self) -> Scale:
-        """The scale's preset with this experiment's models and budget (what ``train_fields`` reads)."""
-        return dataclasses.replace(self.scale_with_budget(self.lr), bit=self.bit, bit_lr=self.bit_lr,
-                                   eval_every=self.eval_every)
+    bit = property(lambda self: self.bit_train.model)
+    bit_lr = property(lambda self: self.bit_train.lr)
+    eval_every = property(lambda self: self.train.eval_every)  # steps between held-out evaluations
 
     @property
     def models(self) -> dict[str, str]:
         return {"ViT": self.model, "BiT": self.bit}
+
+    def size_run(self, family: str, size: int, seed: int) -> TrainConfig:
+        """The run of one model on the subset of ``size`` images drawn with ``seed``."""
+        return dataclasses.replace(self.train if family == "ViT" else self.bit_train, seed=seed, max_train=size)
 
     def epochs(self, size: int) -> float:
         """Passes over a pre-training set of ``size`` images in one run."""
@@ -137,34 +141,48 @@ class Config(ProbedPretraining):
 
 
 def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-               **overrides) -> Config:
-    """The settings of notebook 04 at ``scale``; ``overrides`` (model, bit, image_size, batch_size, steps,
-    warmup_steps, lr, bit_lr, sizes, fewshot_max_train, eval_every) replace the preset's, None keeps it; an
-    unknown key is an error."""
-    if scale not in PRESETS:
-        raise ValueError(f"notebook 04 runs at {sorted(PRESETS)}; at 'paper' scale Fig. 4 needs JFT-300M subsets")
-    preset = get_scale(scale)
-    values = preset_values(PRESETS, scale, overrides, what="notebook 04", seed_fields={"seeds": seeds})
-    sizes = tuple(sorted(int(s) for s in values["sizes"]))
+               out_dir: str | Path = "../results", device: str = "auto", model: Optional[str] = None,
+               bit: Optional[str] = None, image_size: Optional[int] = None, batch_size: Optional[int] = None,
+               steps: Optional[int] = None, warmup_steps: Optional[int] = None, lr: Optional[float] = None,
+               bit_lr: Optional[float] = None, sizes: Optional[Sequence[int]] = None,
+               fewshot_max_train: Optional[int] = None, eval_every: Optional[int] = None) -> Config:
+    """The runs of notebook 04 at ``scale``: the preset, with any parameter that is not None in its place
+    (``model`` and ``lr`` are the ViT's, ``bit`` and ``bit_lr`` the BiT's)."""
+    preset = preset_of(PRESETS, scale, "notebook 04 runs at {scales}; at 'paper' scale Fig. 4 needs JFT-300M subsets")
+    changes, knobs = apply_preset(
+        preset, what="notebook 04", seeds=seeds, sizes=sizes, fewshot_max_train=fewshot_max_train,
+        train=dict(model=model, image_size=image_size, batch_size=batch_size, steps=steps, warmup_steps=warmup_steps,
+                   lr=lr, eval_every=eval_every))
+    check_settings({"bit": bit, "bit_lr": bit_lr} if bit_lr is not None else {"bit": bit}, "notebook 04")
+    bit_changes = {**knobs.pop("bit_train"), **{k: v for k, v in (("model", bit), ("lr", bit_lr)) if v is not None}}
+    sizes = tuple(sorted(int(s) for s in knobs["sizes"]))
     if len(set(sizes)) < 2 or sizes[0] <= 0:
-        raise ValueError(f"sizes={list(values['sizes'])}: give at least two distinct positive numbers of images "
+        raise ValueError(f"sizes={list(knobs['sizes'])}: give at least two distinct positive numbers of images "
                          "(a slope needs two points)")
-    values["sizes"] = sizes
-    return Config(scale=preset, data_dir=data_dir if data_dir is not None else preset.data_dir, **values)
+    out, preset_scale = experiment_out(NAME, scale, out_dir), get_scale(scale)
+    # The test split is scored by the probe (the classifier's head on its test features), not twice; keep_best:
+    # the weights of the best held-out evaluation are the ones probed and reported.
+    every_run = dict(data_dir=data_dir, out=out, device=device, seed=knobs["seeds"][0] if knobs["seeds"] else 0,
+                     eval_on_test=False, keep_best=True)
+    train = pretraining_run(preset_scale, changes, **every_run)
+    shared = {k: v for k, v in changes.items() if k not in VIT_ONLY}
+    bit_train = pretraining_run(preset_scale, {**shared, **bit_changes}, family="bit", **every_run)
+    return Config(scale=preset_scale, train=train, bit_train=bit_train, out=out, sizes=sizes, seeds=knobs["seeds"],
+                  probe=Probe.of_run(train, knobs["fewshot_max_train"]))
 
 
 def settings_markdown(config: Config) -> str:
     """Where this notebook's pre-training departs from the paper."""
     c = config
-    return pretrain_departures_markdown(c.train_scale, rows={
+    return pretrain_departures_markdown(c.scale.name, c.train, rows={
         "models (ViT / BiT / hybrid)": f"{c.model} / {c.bit} / —",
-        "pre-training data": (f"{c.scale.dataset}: nested random subsets of "
+        "pre-training data": (f"{c.train.dataset}: nested random subsets of "
                               f"{', '.join(f'{s:,}' for s in c.sizes)} images"),
         "pre-training length": (f"{c.steps} steps at every size ({c.epochs(c.sizes[-1]):.1f}-"
                                 f"{c.epochs(c.sizes[0]):.1f} epochs); the best held-out evaluation's weights "
                                 "(early stopping)"),
         "pre-training lr, decay, weight decay": (f"{c.lr:g} (ViT) / {c.bit_lr:g} (BiT), "
-                                                 f"{c.scale.pretrain_schedule} wd {c.scale.pretrain_weight_decay:g}"),
+                                                 f"{c.train.schedule} wd {c.train.weight_decay:g}"),
     })
 
 
@@ -183,25 +201,16 @@ class Runs(RunSet):
     """The runs of one execution of notebook 04 (``RunRecord`` each), with where its results go."""
 
 
-def run(scale: str, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-        out_dir: str | Path = "../results", device: str = "auto", **overrides) -> Runs:
+def run(config: Config) -> Runs:
     """Pre-train the ViT and the BiT on each subset size and seed, then probe each. Seeds are the outer loop, so
     an interrupted run has whole seeds first; runs that finished before (same probe) are not trained again."""
-    from ..train import TrainConfig
-
-    config = get_config(scale, seeds=seeds, data_dir=data_dir, **overrides)
-    runs = Runs(config, results_dir(NAME, scale, out_dir))
+    runs = Runs(config, config.out)
     progress = RunProgress(len(FAMILIES) * len(config.sizes) * len(config.seeds), "training runs")
     for seed in config.seeds:
         for size in config.sizes:
             for family in FAMILIES:
-                # The test split is scored by the probe (the classifier's head on its test features), not twice.
-                # keep_best: the weights of the best held-out evaluation are the ones probed and reported.
-                fields = train_fields(config.train_scale, "pretrain", family, data_dir=config.data_dir,
-                                      out_dir=runs.out / "runs", device=device, seed=seed, max_train=size,
-                                      eval_on_test=False, keep_best=True)
                 model = config.models[family]
-                run_dir = train_and_probe(TrainConfig(**fields), config.probe, device=device,
+                run_dir = train_and_probe(config.size_run(family, size, seed), config.probe,
                                           label=f"{model} on {size:,} images seed {seed}", progress=progress)
                 runs.records.append(RunRecord(family, model, size, seed, run_dir))
     return runs
@@ -291,7 +300,7 @@ def points(runs: Runs, family: str, metric: str) -> dict[int, dict[int, float]]:
 
 
 def size_stats(per_seed: dict[int, dict[int, float]]) -> dict[int, list]:
-    """``{size: [mean, std, seeds]}`` over seeds (``repro.results.seed_stats``), sizes ascending."""
+    """``{size: [mean, std, seeds]}`` over seeds (``repro.claims.seed_stats``), sizes ascending."""
     sizes = sorted({s for by_size in per_seed.values() for s in by_size})
     return {s: seed_stats([v[s] for v in per_seed.values() if s in v]) for s in sizes}
 
@@ -347,7 +356,7 @@ def claims(runs: Runs) -> list[dict]:
 def _heldout(run_dir: Path) -> tuple[Optional[float], Optional[int], Optional[float]]:
     """The last held-out top-1 (%), the step of the best held-out evaluation along training, and the running
     training top-1 at the end minus that last held-out top-1 (points: how far the run over-fits)."""
-    records = read_jsonl(Path(run_dir) / "metrics.jsonl")
+    records = read_metrics(run_dir)
     evals = [r for r in records if r.get("event") == "eval" and r.get("split") == "val"]
     train = [r for r in records if r.get("event") == "train"]
     if not evals:
@@ -430,9 +439,7 @@ def table_note(runs: Runs) -> str:
 def plot(runs: Runs) -> Path:
     """``data_scaling.png`` (Fig. 3/4): accuracy against pre-training set size on a log axis, one panel per
     metric, per model the mean over seeds with one-std bars and the least-squares line through the means."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     config = runs.config
     fig, axes = plt.subplots(1, len(METRICS), figsize=(11, 4.2))

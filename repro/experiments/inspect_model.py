@@ -41,17 +41,33 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as F
 
+from ..analysis import (collect_attentions, filter_components, mean_attention_distance, patch_distances,
+                        position_similarity, rollout_map)
+from ..analysis_plots import plot_attention_cost, plot_attention_distance, plot_filter_components, \
+    plot_position_similarity, plot_rollout
 from ..attention_cost import (EXPLICIT_SAVED, FITTED, FUSED_TIME, attention_cost_sweep, fit_exponents,
                               pixels_as_tokens, pixels_markdown)
 from ..claims import (VERDICT_WORDS, Verdict, at_scale, claim_entry, mean_interval, regression_interval,
                       verdict_all, verdict_in_band, verdict_trend)
+from ..checkpoints import (check_checkpoint_file, CheckpointError, is_official_layout, load_checkpoint, load_model,
+                           npz_to_state_dict, read_checkpoint)
+from ..config import VIT_SIZES
+from ..data import balanced_subset, denormalize, load_split, normalize, resolve_source
+from ..figures import plot_claims as draw_claims
+from ..models import build_model, create_model
+from ..paths import repo_relative
 from ..progress import RunProgress
+from ..rundir import CONFIG_FILE, load_run, redraw_only, RunNotFinished, weights_path, WEIGHTS_FILE
+from ..scales import get_scale
 from ..summary import epochs_text
-from ..results import load_run, repo_relative, results_dir, write_table
-from ..results import plot_claims as draw_claims
-from ..scales import Scale, get_scale
-from . import Pretraining, RunSet, cost_columns, preset_values, pretrain_departures_markdown, summary_markdown, train_fields
+from ..tables import write_table
+from .. import train as engine
+from .reporting import cost_columns, RunSet, summary_markdown
+from .settings import (apply_preset, experiment_out, preset_of, pretrain_departures_markdown, Pretraining,
+                       pretraining_run)
 
 NAME = "07_inspect"
 FILTER_COMPONENTS = 28          # Fig. 7 left shows the first 28
@@ -82,8 +98,10 @@ DEPTH_CLAIM = (f"The attention distance increases with network depth, by at leas
 COST_CLAIM = ("Self-attention's cost grows quadratically with the number of tokens, which is why the image is cut "
               "into patches (Sec. 2; claim 7)")
 
+# This experiment's own choices per scale: ``train`` is what the pre-training of the model inspected changes from the
+# scale's (repro.scales), the rest its own knobs.
 PRESETS = {
-    "smoke": dict(model="ViT-XXS/8", image_size=32, batch_size=32, steps=8, warmup_steps=2, lr=1e-3, seeds=(0, 1),
+    "smoke": dict(train=dict(steps=8, warmup_steps=2), seeds=(0, 1),
                   inspect_images=32, rollout_images=4, cost_image_size=32, cost_patches=(8, 4, 2), cost_batch=2,
                   cost_repeats=2, fit_min_tokens=16, explicit_max_tokens=None),
     # Trained until its attention is measurably not uniform: a calibration run of ViT-XXS/4 (2026-12-04) had its
@@ -93,12 +111,10 @@ PRESETS = {
     # at 32 px on 2 cores (Intel Xeon): ViT-XXS/4 ~1,150 images/s in the loop: 3 x 6,000 x 128 = 2.3M images =
     # 33 min; the inspection of 500 test images and the attention-cost sweep (~16 s on one thread) ~1 min. At patch
     # 4 a filter has 48 values, so Fig. 7 left's 28 components all exist (each drawn as a 4x4 tile).
-    "cpu": dict(model="ViT-XXS/4", image_size=32, batch_size=128, steps=6000, warmup_steps=300, lr=2e-3,
-                seeds=(0, 1, 2), inspect_images=500, rollout_images=8, cost_image_size=96,
+    "cpu": dict(train=dict(model="ViT-XXS/4", steps=6000, warmup_steps=300, lr=2e-3), seeds=(0, 1, 2), inspect_images=500, rollout_images=8, cost_image_size=96,
                 cost_patches=(16, 12, 8, 6, 4, 3, 2), cost_batch=1, cost_repeats=3, fit_min_tokens=256,
                 explicit_max_tokens=None),
-    "gpu": dict(model="ViT-Ti/4", image_size=32, batch_size=512, steps=3000, warmup_steps=300, lr=1e-3,
-                seeds=(0, 1, 2), inspect_images=1000, rollout_images=8, cost_image_size=224,
+    "gpu": dict(train=dict(steps=3000, warmup_steps=300), seeds=(0, 1, 2), inspect_images=1000, rollout_images=8, cost_image_size=224,
                 cost_patches=(32, 16, 14, 8, 7, 4, 2), cost_batch=8, cost_repeats=5, fit_min_tokens=784,
                 explicit_max_tokens=4096),
 }
@@ -106,10 +122,10 @@ PRESETS = {
 
 @dataclass(frozen=True)
 class Config(Pretraining):
-    """What notebook 07 runs at one scale: the pre-training budget of the model inspected, the images it is
-    inspected on, and the attention-cost sweep."""
+    """What notebook 07 runs at one scale: the pre-training run of the model inspected (``train``, every seed
+    varies it) or a finished run (``inspect_run_dir``), an official checkpoint to inspect beside it, the images
+    they are inspected on, and the attention-cost sweep."""
 
-    lr: float
     seeds: tuple                 # training seeds; the figures show the first
     inspect_images: int          # class-balanced test images for the attention distance and rollout share
     rollout_images: int          # of which this many are drawn in Fig. 6
@@ -119,11 +135,8 @@ class Config(Pretraining):
     cost_repeats: int            # timed repeats per point (the median is kept)
     fit_min_tokens: int          # exponents are fitted over the points with at least this many tokens
     explicit_max_tokens: Optional[int]  # the materialising attention op only up to this many tokens (None: all)
-
-    @property
-    def train_scale(self) -> Scale:
-        """The scale's preset with this experiment's model and budget (what ``train_fields`` reads)."""
-        return self.scale_with_budget(self.lr)
+    inspect_run_dir: Optional[str] = None        # a finished run to inspect instead of training one
+    pretrained_checkpoint: Optional[str] = None  # an official ViT .npz to inspect beside it
 
     @property
     def cost_tokens(self) -> list[int]:
@@ -140,37 +153,48 @@ class Config(Pretraining):
 
 
 def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-               run_dir: Optional[str] = None, pretrained_checkpoint: Optional[str] = None, **overrides) -> Config:
-    """The settings of notebook 07 at ``scale``; ``overrides`` (model, image_size, batch_size, steps,
-    warmup_steps, lr, inspect_images, rollout_images, cost_image_size, cost_patches, cost_batch, cost_repeats,
-    fit_min_tokens, explicit_max_tokens) replace the preset's, None keeps it; unknown keys are errors.
-    ``run_dir`` and ``pretrained_checkpoint`` (``run``'s), when given, are checked: a folder that holds a
-    finished run, a checkpoint file."""
-    from ..checkpoints import check_checkpoint_file
-
+               out_dir: str | Path = "../results", device: str = "auto", run_dir: Optional[str] = None,
+               pretrained_checkpoint: Optional[str] = None, model: Optional[str] = None,
+               image_size: Optional[int] = None, batch_size: Optional[int] = None, steps: Optional[int] = None,
+               warmup_steps: Optional[int] = None, lr: Optional[float] = None, inspect_images: Optional[int] = None,
+               rollout_images: Optional[int] = None, cost_image_size: Optional[int] = None,
+               cost_patches: Optional[Sequence[int]] = None, cost_batch: Optional[int] = None,
+               cost_repeats: Optional[int] = None, fit_min_tokens: Optional[int] = None,
+               explicit_max_tokens: Optional[int] = None) -> Config:
+    """The runs of notebook 07 at ``scale``: the preset, with any parameter that is not None in its place.
+    ``run_dir`` (a finished run to inspect instead of training) and ``pretrained_checkpoint`` (an official .npz to
+    inspect beside it), when given, are checked: a folder that holds a finished run, a checkpoint file."""
     if run_dir is not None:
         folder = Path(run_dir)
-        missing = [name for name in ("config.json", "model.safetensors") if not (folder / name).is_file()]
+        missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
         if not folder.is_dir() or missing:
             why = "is not a folder" if not folder.is_dir() else f"holds no finished run (no {' or '.join(missing)})"
             raise ValueError(f"notebook 07: run_dir={str(run_dir)!r} {why}; give the folder of a finished run "
                              "with its weights, e.g. ../results/01_pretrain_and_transfer/cpu/runs/<run>, or leave "
                              "run_dir out to train one")
-        check_checkpoint_file(folder / "model.safetensors")  # weights that are there but no checkpoint
+        check_checkpoint_file(weights_path(folder))  # weights that are there but no checkpoint
     if pretrained_checkpoint is not None:
         check_checkpoint_file(pretrained_checkpoint)
-    if scale not in PRESETS:
-        raise ValueError(f"notebook 07 runs at {sorted(PRESETS)}; to inspect the paper's models, run it at one of "
-                         "these with an official ViT-B/16 or ViT-L/16 .npz as pretrained_checkpoint")
-    preset = get_scale(scale)
-    values = preset_values(PRESETS, scale, overrides, what="notebook 07", seed_fields={"seeds": seeds})
-    values["cost_patches"] = tuple(int(p) for p in values["cost_patches"])
-    return Config(scale=preset, data_dir=data_dir if data_dir is not None else preset.data_dir, **values)
+    preset = preset_of(PRESETS, scale, "notebook 07 runs at {scales}; to inspect the paper's models, run it at one of "
+                                       "these with an official ViT-B/16 or ViT-L/16 .npz as pretrained_checkpoint")
+    changes, knobs = apply_preset(
+        preset, what="notebook 07", seeds=seeds, inspect_images=inspect_images, rollout_images=rollout_images,
+        cost_image_size=cost_image_size, cost_patches=cost_patches, cost_batch=cost_batch, cost_repeats=cost_repeats,
+        fit_min_tokens=fit_min_tokens, explicit_max_tokens=explicit_max_tokens,
+        train=dict(model=model, image_size=image_size, batch_size=batch_size, steps=steps, warmup_steps=warmup_steps,
+                   lr=lr))
+    out = experiment_out(NAME, scale, out_dir)
+    # eval_every=0: the model is inspected, not tracked along training; its test top-1 comes at the end.
+    train = pretraining_run(get_scale(scale), changes, data_dir=data_dir, out=out, device=device, eval_every=0,
+                            seed=knobs["seeds"][0] if knobs["seeds"] else 0)
+    return Config(scale=get_scale(scale), train=train, out=out,
+                  **{**knobs, "cost_patches": tuple(int(p) for p in knobs["cost_patches"])},
+                  inspect_run_dir=run_dir, pretrained_checkpoint=pretrained_checkpoint)
 
 
 def settings_markdown(config: Config) -> str:
     """Where the pre-training of the model inspected here departs from the paper."""
-    return pretrain_departures_markdown(config.train_scale)
+    return pretrain_departures_markdown(config.scale.name, config.train)
 
 
 # --- the models inspected -----------------------------------------------------------------------------
@@ -201,10 +225,6 @@ class Runs(RunSet):
 def official_model(path):
     """An official google-research/vision_transformer ViT ``.npz`` as our model, its variant read from the
     file's shapes (width, depth, heads, MLP, patch, grid, pre-logits, classes); loaded strictly."""
-    from ..checkpoints import CheckpointError, is_official_layout, load_checkpoint, npz_to_state_dict, read_checkpoint
-    from ..config import VIT_SIZES
-    from ..models import create_model
-
     arrays, _ = read_checkpoint(path)
     if not is_official_layout(arrays):
         raise CheckpointError(f"{path}: not in the official .npz layout")
@@ -232,9 +252,6 @@ def official_model(path):
 def _test_images(dataset: str, data_dir: Optional[str], count: int, image_size: tuple[int, int]):
     """``count`` class-balanced test images (seed 0), (B, 3, H, W) in [-1, 1] at the model's size (resized
     bilinearly with antialiasing, as ``repro.loader`` does, when it differs)."""
-    import torch.nn.functional as F
-
-    from ..data import balanced_subset, load_split, normalize, resolve_source
 
     test = load_split(dataset, "test", source=resolve_source(dataset, data_dir))
     idx = balanced_subset(test.labels, min(count, len(test)), seed=0) if count < len(test) else slice(None)
@@ -247,8 +264,6 @@ def _test_images(dataset: str, data_dir: Optional[str], count: int, image_size: 
 def _attention_numbers(model, images, device, rollout: bool = True, chunk: int = 100):
     """Mean attention distance (layers, heads) over ``images`` and, with ``rollout``, each image's rollout map
     (B, gh, gw); one pass in chunks of ``chunk`` images (the distance: the chunks' means weighted by size)."""
-    from ..analysis import collect_attentions, mean_attention_distance, rollout_map
-
     model = model.to(device)
     grid = tuple(model.grid_size)
     total, maps = 0.0, []
@@ -279,12 +294,6 @@ def inspect_vit(model, images, *, rollout_images: int, device: str = "cpu", seed
     ``rollout`` (R, gh, gw) and ``images`` (R, H, W, 3) uint8 for Fig. 6; ``central_share`` (B,), the share of
     each image's rollout map on the central patches (``central_mask``); ``grid``, ``patch``, ``image_size``.
     """
-    import torch
-
-    from ..analysis import filter_components, position_similarity
-    from ..data import denormalize
-    from ..models import build_model
-
     out: dict[str, np.ndarray] = {}
     out["filters"], out["filter_variance"] = filter_components(model, k=FILTER_COMPONENTS)
     try:
@@ -314,8 +323,6 @@ def _save_inspection(runs: Runs, label: str, source: str, seed, run_dir, model, 
                      rollout: int, device: str, primary: bool) -> None:
     """Inspect ``model`` (a callable returning it, so that redraw mode needs no weights) and keep its arrays in
     ``<out>/inspection/<label>.npz``; in redraw mode the arrays saved by the run that had the weights are read."""
-    from ..train import RunNotFinished, redraw_only
-
     path = runs.out / "inspection" / f"{_slug(label)}.npz"
     if redraw_only():
         if not path.exists():
@@ -330,57 +337,50 @@ def _save_inspection(runs: Runs, label: str, source: str, seed, run_dir, model, 
     runs.records.append(Inspected(label, source, seed, Path(run_dir) if run_dir else None, path, primary))
 
 
-def run(scale: str, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-        out_dir: str | Path = "../results", device: str = "auto", run_dir: Optional[str] = None,
-        pretrained_checkpoint: Optional[str] = None, **overrides) -> Runs:
-    """Train the scale's ViT for each seed (or take the finished ``run_dir``), inspect it, and inspect the
-    official ``pretrained_checkpoint`` too when given. Runs that finished before are found by their config
+def run(config: Config) -> Runs:
+    """Train the ViT for each seed (or take the finished ``config.inspect_run_dir``), inspect it, and inspect the
+    official ``config.pretrained_checkpoint`` too when given. Runs that finished before are found by their config
     and not trained again; the inspection arrays go to ``<out>/inspection/<label>.npz``."""
-    import torch
-
-    from ..checkpoints import load_model
-    from ..train import TrainConfig, train
-
-    config = get_config(scale, seeds=seeds, data_dir=data_dir, **overrides)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    runs = Runs(config, results_dir(NAME, scale, out_dir))
+    device = _device(config.device)
+    runs = Runs(config, config.out)
+    run_dir = config.inspect_run_dir
     if run_dir is not None:
         print(f"inspecting the run in {repo_relative(run_dir)}", flush=True)
         finished = load_run(run_dir)
         _save_inspection(runs, f"{finished['model']}, run {Path(run_dir).name}", "run directory", finished.get("seed"),
-                         run_dir, lambda: load_model(Path(run_dir) / "model.safetensors"), finished["dataset"],
+                         run_dir, lambda: load_model(weights_path(run_dir)), finished["dataset"],
                          config.inspect_images, config.rollout_images, device, True)
     else:
         progress = RunProgress(len(config.seeds), "training runs")
         for seed in config.seeds:
-            fields = train_fields(config.train_scale, "pretrain", "vit", data_dir=config.data_dir,
-                                  out_dir=runs.out / "runs", device=device, seed=seed, eval_every=0)
-            cfg = TrainConfig(**fields)
+            cfg = config.run_config(seed=seed)
             label = f"{config.model}, trained here, seed {seed}"
-            done = train(cfg, **progress.train_kwargs(label))
+            done = engine.train(cfg, **progress.train_kwargs(label))
             progress.finished(label)
-            _save_inspection(runs, label, "trained here", seed, done, lambda done=done: load_model(done / "model.safetensors"),
+            _save_inspection(runs, label, "trained here", seed, done, lambda done=done: load_model(weights_path(done)),
                              cfg.dataset, config.inspect_images, config.rollout_images, device, True)
-    if pretrained_checkpoint is not None:
-        model = official_model(pretrained_checkpoint)
-        label = f"{model.variant_name}, official checkpoint {Path(pretrained_checkpoint).name}"
-        _save_inspection(runs, label, "official checkpoint", None, None, lambda: model, config.scale.dataset,
+    if config.pretrained_checkpoint is not None:
+        model = official_model(config.pretrained_checkpoint)
+        label = f"{model.variant_name}, official checkpoint {Path(config.pretrained_checkpoint).name}"
+        _save_inspection(runs, label, "official checkpoint", None, None, lambda: model, config.train.dataset,
                          min(config.inspect_images, OFFICIAL_IMAGES), config.rollout_images, device, False)
     return runs
 
 
-def measure_cost(runs: Runs, device: str = "auto") -> pd.DataFrame:
+def _device(device: str) -> str:
+    """``device`` with "auto" resolved: CUDA when there is one."""
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+def measure_cost(runs: Runs, device: Optional[str] = None) -> pd.DataFrame:
     """The attention-cost sweep of the scale (``repro.attention_cost.attention_cost_sweep``) with the inspected
-    model's width, depth and heads; written to ``attention_cost.csv`` / ``.md`` and returned."""
-    import torch
-
-    from ..train import redraw_only
-
+    model's width, depth and heads, on ``device`` (None: the runs' device); written to ``attention_cost.csv`` /
+    ``.md`` and returned."""
     c = runs.config
     if redraw_only() and (runs.out / COST_FILE).exists():  # the measurement stands; redraw only re-reads it
         runs.cost_table = runs.out / COST_FILE
         return pd.read_csv(runs.cost_table)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    device = _device(device or c.device)
     print(f"attention cost: {c.model} at {c.cost_image_size} px, {c.cost_tokens} tokens on {device}", flush=True)
     table = attention_cost_sweep(c.model, c.cost_image_size, c.cost_patches, batch=c.cost_batch, repeats=c.cost_repeats,
                                  device=device, explicit_max_tokens=c.explicit_max_tokens,
@@ -486,8 +486,6 @@ def depth_trend(distance: np.ndarray, permutations: int = PERMUTATIONS, seed: in
 def uniform_distance(grid: Sequence[int], patch: float) -> float:
     """Mean attention distance (px) of a head attending uniformly to every patch: the mean distance between
     patch centres over all (query, key) pairs. The reference for "attends to most of the image"."""
-    from ..analysis import patch_distances
-
     return float(patch_distances(tuple(int(g) for g in grid), float(patch)).mean())
 
 
@@ -575,7 +573,7 @@ def claims(runs: Runs) -> list[dict]:
     prim = {label: found[label] for label in primary}
     undecidable = "smoke scale: a model trained a few steps on a few hundred images tests the plumbing, not the claim"
     model_metric = (f"{config.model} trained {config.steps} steps at {config.image_size} px on "
-                    f"{config.scale.dataset}" if not any(r.source == "run directory" for r in runs.primary)
+                    f"{config.train.dataset}" if not any(r.source == "run directory" for r in runs.primary)
                     else "the given run")
 
     def decide(verdict: Verdict) -> Verdict:
@@ -719,7 +717,7 @@ def table_note(runs: Runs) -> str:
         note += (f"Trained here: {c.model} at {c.image_size} px, {c.steps} steps of batch {c.batch_size}, lr {c.lr:g}, "
                  "1-D position embedding and class token. The paper's Fig. 7 shows ViT-L/32 and ViT-L/16 pre-trained "
                  "on JFT-300M at 224 px: only the direction is comparable. ")
-    if c.scale.dataset == "cifar10" and c.scale.data_dir != "embedded":
+    if c.train.dataset == "cifar10" and c.train.data_dir != "embedded":
         note += "CIFAR-10 is the JPEG copy (quality ~75). "
     if not c.decidable:
         note += "Smoke scale: a few steps on a few hundred images prove the plumbing, not the claims."
@@ -738,11 +736,6 @@ def plot(runs: Runs) -> list[Path]:
     """Fig. 7 left, centre, right and Fig. 6 for the first primary model (and an official checkpoint), from the
     saved inspection arrays: ``fig7_left_filters``, ``fig7_centre_position_similarity``,
     ``fig7_right_attention_distance``, ``fig6_rollout`` (.png, ``_official`` for the checkpoint's)."""
-    import torch
-    import torch.nn.functional as F
-
-    from ..analysis_plots import plot_attention_distance, plot_filter_components, plot_position_similarity, plot_rollout
-
     paths = []
     for r in runs.records:
         suffix = _suffix(r, runs)
@@ -770,8 +763,6 @@ def plot(runs: Runs) -> list[Path]:
 
 def plot_cost(runs: Runs) -> Path:
     """``attention_cost.png``: time and memory against tokens, log-log, with the fitted exponents."""
-    from ..analysis_plots import plot_attention_cost
-
     c = runs.config
     table = read_cost(runs)
     return plot_attention_cost(table, cost_fits(runs), runs.out / "attention_cost.png",

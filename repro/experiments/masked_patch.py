@@ -17,7 +17,7 @@ initialisation, so its grid (``scratch_lrs``) is shifted 3x up from the fine-tun
 SGD wants a larger step. Reported: test top-1 on the whole CIFAR-10 test split, mean ± std over seeds.
 
 The ablation of App. B.1.2, by the metric the paper used to pick the target: 5-shot linear accuracy of the
-frozen MPP representation (``repro.experiments.train_and_probe``; support sets from the target part, the
+frozen MPP representation (``repro.experiments.probes.train_and_probe``; support sets from the target part, the
 whole test split). Targets: 3-bit mean colour (512 classes), the 4x4 downsized patch in 3-bit colours
 (16 x 512 classes), the full patch by L2 regression; corruption rate 50% vs 15%. The probe reads the mean of
 the final-LayerNorm patch tokens (``repro.fewshot.patch_mean_representation``): MPP trains each patch's own
@@ -46,18 +46,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as F
 
+from ..checkpoints import load_model
 from ..claims import (VERDICT_WORDS, at_scale, claim_entry, needs_next_run, requirements_unmet, seed_stats,
                       verdict_above, verdict_all)
+from ..data import denormalize, get_datasets, local_split_size, normalize
+from ..figures import plot_claims as draw_claims, pyplot
+from ..models import create_model
+from ..mpp import MASKED, RANDOM, decode_mean_color, load_mpp_model, mean_color_targets, predict_mean_colors
+from ..paper import PAPER
+from ..paths import repo_relative
 from ..progress import RunProgress
+from ..runconfig import TrainConfig
+from ..rundir import load_run, MPP_HEAD_FILE, redraw_only, RunNotFinished, weights_path
+from ..scales import FINETUNE, get_scale
 from ..summary import curve_sentence, curve_status, epochs_text
-from ..results import PAPER, load_run, repo_relative, results_dir
-from ..results import plot_claims as draw_claims
-from ..scales import Scale, get_scale
-from . import (FEWSHOT_SHOTS, cost_columns, draws_text, fewshot_top1, finish_note, preset_values,
-               pretrain_departures_markdown, ProbedPretraining, run_sweep, RunSet, summary_markdown, support_draws,
-               support_std, SweepResult, train_and_probe, train_fields)
+from .. import train as engine
+from .probes import (FEWSHOT_SHOTS, draws_text, fewshot_top1, Probe, probe_model, support_draws, support_std,
+                     train_and_probe)
+from .reporting import cost_columns, finish_note, RunSet, summary_markdown
+from .settings import (apply_preset, experiment_out, preset_of, pretrain_departures_markdown, pretraining_run,
+                       ProbedPretraining)
+from .sweeps import run_sweep, SweepResult
 
 NAME = "06_masked_patch_prediction"
 ARMS = ("scratch", "mpp", "supervised")
@@ -74,8 +88,10 @@ BETWEEN_CLAIM = ("Masked patch prediction lands between training from scratch an
 TARGET_CLAIM = "Of the MPP targets, the 3-bit mean colour gives the best few-shot score (App. B.1.2)"
 RATE_CLAIM = "Corrupting 15% of the patches is worse than 50% by few-shot score (App. B.1.2)"
 
+# This experiment's own choices per scale: ``train`` is what its supervised pre-training changes from the scale's
+# (repro.scales; the MPP runs take the same with ``mpp_lr``), the rest its own knobs.
 PRESETS = {
-    "smoke": dict(model="ViT-XXS/8", image_size=32, batch_size=32, steps=8, warmup_steps=2, lr=1e-3, mpp_lr=1e-3,
+    "smoke": dict(train=dict(steps=8, warmup_steps=2), mpp_lr=1e-3,
                   target_size=400, finetune_steps=6, finetune_lrs=(0.01, 0.03), scratch_lrs=(0.03, 0.1),
                   refit=False, heldout_images=80, ablation_steps=8, seeds=(0,), ablation_seeds=(0, 1),
                   fewshot_max_train=None),
@@ -89,14 +105,14 @@ PRESETS = {
     #   ablation, 2 seeds x 300 steps: (1.2 + 6 + 0.7 + 1.2 at 15%) x 300 x 2                 = 5460       ->  606 s
     #   = 2090 s of training; + evaluations of 27 fine-tunings (11k images each, ~90 s), 11 probes and 3 of random
     #   initialisations (~70 s), data and start-up (~40 s): ~2290 s, about 38 minutes.
-    "cpu": dict(model="ViT-XXS/4", image_size=32, batch_size=128, steps=1200, warmup_steps=120, lr=2e-3, mpp_lr=2e-3,
+    "cpu": dict(train=dict(model="ViT-XXS/4", steps=1200, warmup_steps=120, lr=2e-3), mpp_lr=2e-3,
                 target_size=5000, finetune_steps=200, finetune_lrs=(0.01, 0.03), scratch_lrs=(0.03, 0.1),
                 refit=False, heldout_images=1000, ablation_steps=300, seeds=(0, 1, 2), ablation_seeds=(0, 1),
                 fewshot_max_train=None),
     # Not yet run on a GPU: ViT-Ti/4 on the 45k source for 3000 steps of 512 (34 epochs), fine-tuning 500 steps
     # of the scale's batch 512 (51 epochs of the target) with the lr refit on the whole target part; the ablation
     # at the main length shares its mean-colour run with (b).
-    "gpu": dict(model="ViT-Ti/4", image_size=32, batch_size=512, steps=3000, warmup_steps=300, lr=1e-3, mpp_lr=1e-3,
+    "gpu": dict(train=dict(steps=3000, warmup_steps=300), mpp_lr=1e-3,
                 target_size=5000, finetune_steps=500, finetune_lrs=(0.003, 0.01, 0.03), scratch_lrs=(0.01, 0.03, 0.1),
                 refit=True, heldout_images=1000, ablation_steps=3000, seeds=(0, 1, 2), ablation_seeds=(0, 1),
                 fewshot_max_train=None),
@@ -110,40 +126,39 @@ def ablation_name(target: str, rate: float) -> str:
 
 @dataclass(frozen=True)
 class Config(ProbedPretraining):
-    """What notebook 06 runs at one scale: the shared pre-training budget (for both (b) and (c)), the target
-    part, the fine-tuning budget of (a), (b) and (c), and the ablation's budget and seeds."""
+    """What notebook 06 runs at one scale: the supervised pre-training on the source part (``train``, (c)), the
+    MPP pre-training (``mpp_train``, (b) and the ablation), the fine-tuning on the target part (``finetune``, of
+    (a), (b) and (c) alike), their lr grids and the seeds."""
 
-    lr: float                # supervised pre-training (c)
-    mpp_lr: float            # MPP pre-training (b) and the ablation
-    target_size: int         # images in the labelled target part; the source part is the rest
-    finetune_steps: int      # (a), (b) and (c) alike
+    mpp_train: TrainConfig
+    finetune: TrainConfig
     finetune_lrs: tuple      # the held-out grid of (b) and (c)
     scratch_lrs: tuple       # the held-out grid of (a)
     refit: bool              # train the chosen lr again on the whole target part (else report the sweep's run)
-    heldout_images: Optional[int]  # held-out images of the target part for the lr choice (None: the data set's 2%)
     ablation_steps: int
     seeds: tuple             # training seeds of (a), (b), (c) (at least 3 outside smoke)
     ablation_seeds: tuple
 
-    def pretrain_scale(self, objective: str, steps: Optional[int] = None) -> Scale:
-        """The scale with this experiment's model and pre-training budget (``steps`` for the ablation; the
-        warm-up keeps its fraction of the run)."""
+    mpp_lr = property(lambda self: self.mpp_train.lr)
+    target_size = property(lambda self: self.train.target_size)    # images in the labelled target part
+    finetune_steps = property(lambda self: self.finetune.steps)
+    heldout_images = property(lambda self: self.finetune.heldout_size)  # None: the data set's 2% of the target part
+
+    def supervised_run(self, seed: int) -> TrainConfig:
+        """(c)'s pre-training at ``seed``."""
+        return dataclasses.replace(self.train, seed=seed)
+
+    def mpp_run(self, seed: int, target: str = "mean_color", rate: float = 0.5,
+                steps: Optional[int] = None) -> TrainConfig:
+        """An MPP pre-training at ``seed`` with ``target`` and corruption ``rate``, for ``steps`` (the ablation's;
+        the warm-up keeps its fraction of the run)."""
         steps = steps or self.steps
-        warmup = round(self.warmup_steps * steps / self.steps)
-        base = self.scale_with_budget(self.mpp_lr if objective == "mpp" else self.lr)
-        return dataclasses.replace(base, pretrain_steps=steps, warmup_steps=warmup)
+        return dataclasses.replace(self.mpp_train, seed=seed, mpp_target=target, mpp_corrupt_rate=rate, steps=steps,
+                                   warmup_steps=round(self.warmup_steps * steps / self.steps))
 
-    @property
-    def finetune_scale(self) -> Scale:
-        """The scale's fine-tune stage with this experiment's model and steps, at the pre-training resolution."""
-        return dataclasses.replace(self.scale_with_budget(self.lr), finetune_steps=self.finetune_steps,
-                                   finetune_image_size=self.image_size)
-
-    @property
-    def probe(self):
-        """5-shot linear probe of the mean patch token, support sets from the target part."""
-        return dataclasses.replace(super().probe, train_part="target", target_size=self.target_size,
-                                   features=FEATURES)
+    def finetune_run(self, seed: int, init_from: Optional[str]) -> TrainConfig:
+        """A fine-tuning of ``init_from`` (None: from scratch, (a)) on the target part at ``seed``."""
+        return dataclasses.replace(self.finetune, seed=seed, init_from=init_from)
 
     def budget(self) -> str:
         """The notebook's training budget in one line."""
@@ -151,55 +166,78 @@ class Config(ProbedPretraining):
         tunes = n * (len(self.finetune_lrs) * 2 + len(self.scratch_lrs) + 3 * self.refit)
         return (f"{self.model} at {self.image_size} px; target part {self.target_size} images, the rest is the source. "
                 f"Pre-training: {2 * n} runs (MPP, supervised) x {self.steps} steps x batch {self.batch_size}; "
-                f"fine-tuning: {tunes} runs x {self.finetune_steps} steps x batch {self.scale.finetune_batch_size} "
+                f"fine-tuning: {tunes} runs x {self.finetune_steps} steps x batch {self.finetune.batch_size} "
                 f"(lr grids {list(self.finetune_lrs)}, from scratch {list(self.scratch_lrs)}); ablation: "
                 f"{len(ABLATION)} MPP variants x {len(self.ablation_seeds)} seed(s) x {self.ablation_steps} steps; "
                 f"seeds {list(self.seeds)}")
 
 
 def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None,
-               ablation_seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None, **overrides) -> Config:
-    """The settings of notebook 06 at ``scale``; ``overrides`` (model, image_size, batch_size, steps, warmup_steps,
-    lr, mpp_lr, target_size, finetune_steps, finetune_lrs, scratch_lrs, refit, ablation_steps, fewshot_max_train)
-    replace the preset's, None keeps it; unknown keys are errors."""
-    from ..data import local_split_size
-
-    if scale not in PRESETS:
-        raise ValueError(f"notebook 06 runs at {sorted(PRESETS)}; at 'paper' scale Sec. 4.6 needs JFT-300M")
-    preset = get_scale(scale)
-    values = preset_values(PRESETS, scale, overrides, what="notebook 06",
-                           seed_fields={"seeds": seeds, "ablation_seeds": ablation_seeds})
-    for key in ("finetune_lrs", "scratch_lrs"):
-        values[key] = tuple(float(lr) for lr in values[key])
-    data_dir = data_dir if data_dir is not None else preset.data_dir
-    images = local_split_size(preset.dataset, data_dir)  # None when the data is not on this machine yet
-    if images is not None and values["target_size"] >= images:
-        raise ValueError(f"notebook 06: target_size={values['target_size']} must be smaller than the {images} "
-                         f"training images of {preset.dataset} (the source part is the rest)")
-    return Config(scale=preset, data_dir=data_dir, **values)
+               ablation_seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
+               out_dir: str | Path = "../results", device: str = "auto", model: Optional[str] = None,
+               image_size: Optional[int] = None, batch_size: Optional[int] = None, steps: Optional[int] = None,
+               warmup_steps: Optional[int] = None, lr: Optional[float] = None, mpp_lr: Optional[float] = None,
+               target_size: Optional[int] = None, finetune_steps: Optional[int] = None,
+               finetune_lrs: Optional[Sequence[float]] = None, scratch_lrs: Optional[Sequence[float]] = None,
+               refit: Optional[bool] = None, heldout_images: Optional[int] = None,
+               ablation_steps: Optional[int] = None, fewshot_max_train: Optional[int] = None) -> Config:
+    """The runs of notebook 06 at ``scale``: the preset, with any parameter that is not None in its place
+    (``lr`` is the supervised pre-training's, ``mpp_lr`` MPP's)."""
+    preset = preset_of(PRESETS, scale, "notebook 06 runs at {scales}; at 'paper' scale Sec. 4.6 needs JFT-300M")
+    changes, knobs = apply_preset(
+        preset, what="notebook 06", seeds=seeds, ablation_seeds=ablation_seeds, mpp_lr=mpp_lr, target_size=target_size,
+        finetune_steps=finetune_steps, finetune_lrs=finetune_lrs, scratch_lrs=scratch_lrs, refit=refit,
+        heldout_images=heldout_images, ablation_steps=ablation_steps, fewshot_max_train=fewshot_max_train,
+        train=dict(model=model, image_size=image_size, batch_size=batch_size, steps=steps, warmup_steps=warmup_steps,
+                   lr=lr))
+    the_scale = get_scale(scale)
+    target = knobs.pop("target_size")
+    images = local_split_size(the_scale.dataset, data_dir if data_dir is not None else the_scale.data_dir)
+    if images is not None and target >= images:  # images: None when the data is not on this machine yet
+        raise ValueError(f"notebook 06: target_size={target} must be smaller than the {images} training images of "
+                         f"{the_scale.dataset} (the source part is the rest)")
+    out = experiment_out(NAME, scale, out_dir)
+    # Pre-training on the source part; eval_every=0: the probe and the fine-tunings score the runs.
+    source = dict(data_dir=data_dir, out=out, device=device, eval_every=0, train_part="source", target_size=target)
+    train = pretraining_run(the_scale, changes, **source)
+    # MPP builds the ViT without the pre-logits layer (its head reads the patch tokens, repro.mpp).
+    mpp_train = pretraining_run(the_scale, {**changes, "lr": knobs.pop("mpp_lr")}, objective="mpp", **source)
+    mpp_train = dataclasses.replace(mpp_train, model_overrides={
+        k: v for k, v in mpp_train.model_overrides.items() if k != "representation_size"})
+    # Fine-tuning on the target part, at the pre-training resolution (no resolution change mixed in).
+    heldout = knobs.pop("heldout_images")
+    finetune = the_scale.run_config(
+        FINETUNE, **({} if data_dir is None else {"data_dir": data_dir}), out_dir=str(out / "runs"), device=device,
+        model=train.model, image_size=train.image_size, steps=knobs.pop("finetune_steps"), eval_every=0,
+        train_part="target", target_size=target, **({} if heldout is None else {"heldout_size": heldout}))
+    # The probe: 5-shot linear regression on the mean patch token, support sets from the target part.
+    probe = Probe.of_run(train, knobs.pop("fewshot_max_train"), train_part="target", target_size=target,
+                         features=FEATURES)
+    return Config(scale=the_scale, train=train, out=out, probe=probe, mpp_train=mpp_train, finetune=finetune,
+                  **{**knobs, "finetune_lrs": tuple(float(lr) for lr in knobs["finetune_lrs"]),
+                     "scratch_lrs": tuple(float(lr) for lr in knobs["scratch_lrs"])})
 
 
 def settings_markdown(config: Config) -> str:
     """Where this notebook departs from the paper: the pre-training rows, then MPP's and the transfer's own."""
-    s = config.scale
     rows = [
         ("data: pre-training / target", "JFT-300M (MPP) / ImageNet (1.3M, labelled)",
-         f"the source part of the {s.dataset} training set (all but {config.target_size} images; labels unused by "
-         f"MPP) / the target part ({config.target_size} images, class-balanced, fixed)"),
+         f"the source part of the {config.train.dataset} training set (all but {config.target_size} images; labels "
+         f"unused by MPP) / the target part ({config.target_size} images, class-balanced, fixed)"),
         ("MPP length, batch, optimiser", "1M steps, 4096, Adam lr 2e-4, 10k warm-up, cosine",
-         f"{config.steps} steps, {config.batch_size}, AdamW lr {config.mpp_lr:g} wd {s.pretrain_weight_decay:g}, "
-         f"{config.warmup_steps} warm-up, {s.pretrain_schedule} (as the supervised run)"),
+         f"{config.steps} steps, {config.batch_size}, AdamW lr {config.mpp_lr:g} wd {config.mpp_train.weight_decay:g}, "
+         f"{config.warmup_steps} warm-up, {config.mpp_train.schedule} (as the supervised run)"),
         ("MPP head, corruption", "not stated; 50%: 80% [mask], 10% random patch, 10% kept",
          "one linear layer on each patch's final token; the paper's 50% / 80-10-10, before the position embeddings"),
         ("fine-tuning (a), (b), (c)", "ImageNet at 384 px (App. B.1.1)",
-         f"{config.finetune_steps} steps of {s.finetune_batch_size} at {config.image_size} px, SGD 0.9, cosine, "
-         f"clip 1; lr on {config.heldout_images or '2% of the target part as'} held-out images from "
+         f"{config.finetune_steps} steps of {config.finetune.batch_size} at {config.finetune.image_size} px, SGD 0.9, "
+         f"cosine, clip 1; lr on {config.heldout_images or '2% of the target part as'} held-out images from "
          f"{list(config.finetune_lrs)} (from scratch: "
          f"{list(config.scratch_lrs)})" + ("; refit on the whole target part" if config.refit else
                                            "; the sweep's run is reported (no refit)")),
     ]
     extra = "\n".join(f"| {name} | {paper} | {ours} |" for name, paper, ours in rows)
-    return pretrain_departures_markdown(config.pretrain_scale("classification")) + extra + "\n"
+    return pretrain_departures_markdown(config.scale.name, config.train) + extra + "\n"
 
 
 @dataclass(frozen=True)
@@ -224,89 +262,54 @@ class Runs(RunSet):
     random_init: dict = field(default_factory=dict)
 
 
-def pretrain_config(config: Config, out: Path, *, seed: int, device: str, objective: str,
-                    target: str = "mean_color", rate: float = 0.5, steps: Optional[int] = None):
-    """The ``TrainConfig`` of a pre-training on the source part: supervised (``objective="classification"``,
-    with the tanh pre-logits layer) or MPP (without it; ``target``, ``rate``)."""
-    from ..train import TrainConfig
-
-    fields = train_fields(config.pretrain_scale(objective, steps), "pretrain", "vit", data_dir=config.data_dir,
-                          out_dir=out / "runs", device=device, seed=seed, eval_every=0, train_part="source",
-                          target_size=config.target_size)
-    if objective == "mpp":
-        fields["model_overrides"] = {k: v for k, v in fields["model_overrides"].items() if k != "representation_size"}
-        fields.update(objective="mpp", mpp_target=target, mpp_corrupt_rate=rate)
-    return TrainConfig(**fields)
-
-
-def _finetune(config: Config, runs: Runs, *, arm: str, seed: int, init_from: Optional[str], device: str,
+def _finetune(config: Config, runs: Runs, *, arm: str, seed: int, init_from: Optional[str],
               progress: Optional[RunProgress] = None) -> None:
     """Fine-tune (or, for (a), train from scratch) on the target part: one run per lr on all but the held-out
     part, the lr with the best held-out top-1 chosen (the grid extended one step past an edge), then
     (``refit``) trained again on the whole target part."""
-    from ..train import finetune_config
-
-    extra = {"heldout_size": config.heldout_images} if config.heldout_images is not None else {}
-    cfg = finetune_config(**train_fields(config.finetune_scale, "finetune", "vit", data_dir=config.data_dir,
-                                         out_dir=runs.out / "runs", device=device, seed=seed, eval_every=0,
-                                         train_part="target", target_size=config.target_size, init_from=init_from,
-                                         **extra))
     lrs = config.scratch_lrs if arm == "scratch" else config.finetune_lrs
-    sweep = run_sweep(cfg, lrs=lrs, refit=config.refit, label=f"{ARM_LABELS[arm]} -> target part, seed {seed}",
-                      progress=progress)
+    sweep = run_sweep(config.finetune_run(seed, init_from), lrs=lrs, refit=config.refit,
+                      label=f"{ARM_LABELS[arm]} -> target part, seed {seed}", progress=progress)
     runs.records.append(RunRecord("fine-tune", arm, seed, sweep["best_run"], sweep["best_lr"],
                                   sweep=SweepResult.of(sweep)))
 
 
-def run(scale: str, seeds: Optional[Sequence[int]] = None, ablation_seeds: Optional[Sequence[int]] = None,
-        data_dir: Optional[str] = None, out_dir: str | Path = "../results", device: str = "auto",
-        **overrides) -> Runs:
+def run(config: Config) -> Runs:
     """Per seed: MPP and supervised pre-training on the source part, then (a), (b), (c) on the target part;
     then the ablation's MPP variants, each probed by 5-shot linear accuracy. Runs that finished before are
     found by their config and not trained again (an ablation run equal to a main run is the same run)."""
-    from ..train import train
-
-    config = get_config(scale, seeds=seeds, ablation_seeds=ablation_seeds, data_dir=data_dir, **overrides)
-    runs = Runs(config, results_dir(NAME, scale, out_dir))
+    runs = Runs(config, config.out)
     progress = RunProgress(5 * len(config.seeds) + len(ABLATION) * len(config.ablation_seeds),
                            "pre-trainings and lr sweeps")
     for seed in config.seeds:
-        mpp = pretrain_config(config, runs.out, seed=seed, device=device, objective="mpp")
-        mpp_dir = train_and_probe(mpp, config.probe, label=f"MPP pre-training seed {seed}", device=device,
-                                  progress=progress)
+        mpp = config.mpp_run(seed)
+        mpp_dir = train_and_probe(mpp, config.probe, label=f"MPP pre-training seed {seed}", progress=progress)
         runs.records.append(RunRecord("pre-train", "mpp", seed, mpp_dir, mpp.lr, mpp.mpp_target, mpp.mpp_corrupt_rate))
-        sup = pretrain_config(config, runs.out, seed=seed, device=device, objective="classification")
+        sup = config.supervised_run(seed)
         label = f"supervised pre-training seed {seed}"
-        sup_dir = train(sup, **progress.train_kwargs(label))
+        sup_dir = engine.train(sup, **progress.train_kwargs(label))
         progress.finished(label)
         runs.records.append(RunRecord("pre-train", "supervised", seed, sup_dir, sup.lr))
         for arm, init in (("scratch", None), ("mpp", mpp_dir), ("supervised", sup_dir)):
-            _finetune(config, runs, arm=arm, seed=seed, device=device,
-                      init_from=str(init / "model.safetensors") if init else None, progress=progress)
+            _finetune(config, runs, arm=arm, seed=seed, init_from=str(weights_path(init)) if init else None,
+                      progress=progress)
     for seed in config.ablation_seeds:
         for target, rate in ABLATION:
-            cfg = pretrain_config(config, runs.out, seed=seed, device=device, objective="mpp", target=target,
-                                  rate=rate, steps=config.ablation_steps)
+            cfg = config.mpp_run(seed, target, rate, steps=config.ablation_steps)
             run_dir = train_and_probe(cfg, config.probe, label=f"MPP {ablation_name(target, rate)} seed {seed}",
-                                      device=device, progress=progress)
+                                      progress=progress)
             runs.records.append(RunRecord("ablation", "mpp", seed, run_dir, cfg.lr, target, rate))
-    runs.random_init = random_init_fewshot(config, runs.out, device)
+    runs.random_init = random_init_fewshot(config, runs.out)
     return runs
 
 
 RANDOM_INIT_FILE = "random_init_fewshot.json"
 
 
-def random_init_fewshot(config: Config, out: Path, device: str = "auto") -> dict[int, float]:
+def random_init_fewshot(config: Config, out: Path) -> dict[int, float]:
     """``{seed: 5-shot linear top-1 (%)}`` of the MPP model's architecture at its random initialisation (the seed's
     own init), probed like the MPP runs: the floor that pre-training must rise above. Kept in
     ``random_init_fewshot.json`` beside the runs (read back, and in redraw mode only read)."""
-    import torch
-
-    from ..models import create_model
-    from ..train import RunNotFinished, redraw_only
-    from . import probe_model
-
     path = out / RANDOM_INIT_FILE
     probe = config.probe
     saved = json.loads(path.read_text()) if path.exists() else None
@@ -318,10 +321,10 @@ def random_init_fewshot(config: Config, out: Path, device: str = "auto") -> dict
         raise RunNotFinished(f"redraw: no {RANDOM_INIT_FILE} for seeds {list(config.seeds)}; run without --redraw")
     scores = {}
     for seed in config.seeds:
-        cfg = pretrain_config(config, out, seed=seed, device=device, objective="mpp")
+        cfg = config.mpp_run(seed)
         torch.manual_seed(seed)  # as train() seeds the model's initialisation
         model = create_model(cfg.model, num_classes=cfg.num_classes(), img_size=cfg.image_size, **cfg.model_overrides)
-        scores[seed] = probe_model(model, probe, device)["fewshot"][str(SHOTS)]["mean"]
+        scores[seed] = probe_model(model, probe, cfg.device)["fewshot"][str(SHOTS)]["mean"]
     path.write_text(json.dumps({"probe": probe.record(), "scores": {str(k): v for k, v in scores.items()}}, indent=1))
     return scores
 
@@ -377,7 +380,7 @@ def claims(runs: Runs) -> list[dict]:
             BETWEEN_CLAIM,
             f"ViT-B/16, ImageNet top-1 (%): {paper} (Sec. 4.6: MPP on JFT-300M is +2 points over from scratch, 4 "
             "below supervised pre-training)",
-            f"{config.scale.dataset} test top-1 (%) after fine-tuning on the {config.target_size}-image target part "
+            f"{config.train.dataset} test top-1 (%) after fine-tuning on the {config.target_size}-image target part "
             f"({config.model} at {config.image_size} px, {config.finetune_steps} steps)",
             arms, at_scale(needs_next_run(verdict, missing), config.decidable),
             rule="(b) - (a) and (c) - (b), " + TWO_ARM_RULE + "; both must hold"))
@@ -385,7 +388,7 @@ def claims(runs: Runs) -> list[dict]:
     if not ablation:
         return out
     draws = requirements_unmet(support_draws=[support_draws(r.run_dir) for r in runs.select(stage="ablation")])
-    metric = (f"{config.scale.dataset} {SHOTS}-shot linear top-1 (%) of the MPP representation (mean patch token), "
+    metric = (f"{config.train.dataset} {SHOTS}-shot linear top-1 (%) of the MPP representation (mean patch token), "
               f"support sets from the target part, after {config.ablation_steps} steps")
     best = ablation_name("mean_color", 0.5)
     others = [ablation_name(t, r) for t, r in ABLATION if r == 0.5 and t != "mean_color"]
@@ -455,7 +458,7 @@ def table(runs: Runs) -> pd.DataFrame:
 def table_note(runs: Runs) -> str:
     """What a reader needs to read the main table right."""
     c = runs.config
-    note = (f"Test top-1: the whole {c.scale.dataset} test split, mean ± std over {len(c.seeds)} seed(s), after "
+    note = (f"Test top-1: the whole {c.train.dataset} test split, mean ± std over {len(c.seeds)} seed(s), after "
             f"{c.finetune_steps} fine-tuning steps on the target part ({c.target_size} labelled training images; "
             f"the lr chosen on {_heldout_text(runs)} held-out images of it, 'held-out top-1', the grid extended one step past "
             "an edge; every lr's scores are in lr_table.md"
@@ -537,24 +540,15 @@ def plot(runs: Runs, num_images: int = 6) -> Optional[Path]:
     """``mpp_predictions.png``: a few test images, their corrupted patches (grey: [mask]; black: replaced by
     another patch; framed: every corrupted patch, the unchanged 10% too), the true 3-bit mean colours and the
     ones the first seed's MPP model predicts at the corrupted patches (``repro.mpp.predict_mean_colors``)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-
-    from ..checkpoints import load_model
-    from ..data import denormalize, get_datasets, normalize
-    from ..mpp import MASKED, RANDOM, decode_mean_color, load_mpp_model, mean_color_targets, predict_mean_colors
+    plt = pyplot()
 
     mpp = runs.select(stage="pre-train", arm="mpp")
     out = runs.out / "mpp_predictions.png"
     if not mpp or not (mpp[0].run_dir / "mpp_head.safetensors").exists():
         return out if out.exists() else None  # weights not kept (redraw): the figure their run drew
     c = runs.config
-    wrapper = load_mpp_model(load_model(mpp[0].run_dir / "model.safetensors"), mpp[0].run_dir / "mpp_head.safetensors")
-    test = get_datasets(c.scale.dataset, data_dir=c.data_dir, heldout=False, max_test=c.scale.max_test)["test"]
+    wrapper = load_mpp_model(load_model(weights_path(mpp[0].run_dir)), mpp[0].run_dir / MPP_HEAD_FILE)
+    test = get_datasets(c.train.dataset, data_dir=c.data_dir, heldout=False, max_test=c.train.max_test)["test"]
     x = normalize(torch.as_tensor(test.images[:num_images]))                    # (n, 3, H, W) in [-1, 1]
     if x.shape[-1] != c.image_size:
         x = F.interpolate(x, size=(c.image_size, c.image_size), mode="bilinear", antialias=True, align_corners=False)
@@ -650,5 +644,5 @@ def plot_claims(runs: Runs, found: Sequence[dict]) -> Optional[Path]:
                              f"{c.image_size} px")
 
 __all__ = ["plot_claims", "findings", "NAME", "ARMS", "ABLATION", "Config", "RunRecord", "Runs", "get_config", "settings_markdown",
-           "pretrain_config", "run", "arm_values", "ablation_values", "claims", "lr_table", "table", "table_note", "ablation_table", "ablation_note", "plot",
+           "run", "arm_values", "ablation_values", "claims", "lr_table", "table", "table_note", "ablation_table", "ablation_note", "plot",
            "summary"]

@@ -25,16 +25,25 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
+from ..analysis import position_similarity
+from ..checkpoints import load_model
 from ..claims import (VERDICT_WORDS, at_scale, claim_entry, needs_next_run, requirements_unmet, seed_stats,
                       verdict_above, verdict_all, verdict_equivalent)
+from ..figures import plot_claims as draw_claims, pyplot, save_figure
+from ..models import create_model
+from ..paper import PAPER
+from ..paths import repo_relative
 from ..progress import RunProgress
+from ..runconfig import TrainConfig
+from ..rundir import load_run, weights_path
+from ..scales import get_scale
 from ..summary import curve_sentence, curve_status, epochs_text
-from ..results import PAPER, load_run, repo_relative, results_dir, save_figure
-from ..results import plot_claims as draw_claims
-from ..scales import Scale, get_scale
-from . import (FEWSHOT_SHOTS, cost_columns, fewshot_top1, finish_note, preset_values, pretrain_departures_markdown,
-               ProbedPretraining, RunSet, summary_markdown, support_draws, support_std, train_and_probe, train_fields)
+from .probes import FEWSHOT_SHOTS, fewshot_top1, Probe, support_draws, support_std, train_and_probe
+from .reporting import cost_columns, finish_note, RunSet, summary_markdown
+from .settings import (apply_preset, experiment_out, preset_of, pretrain_departures_markdown, pretraining_run,
+                       ProbedPretraining)
 
 NAME = "02_position_embeddings"
 KINDS = ("none", "1d", "2d", "relative")                       # Table 8's rows
@@ -58,20 +67,20 @@ PLACEMENT_CLAIM = (f"Where the position embedding is added (stem, every layer, s
 MARGIN_REASON = (f"margin +-{MARGIN_POINTS:g} points: the paper's cells differ by at most 0.33 points while no position "
                  "embedding costs 2.8 of 64 (4.4%), ~1.5 points at this scale's ~35% scores")
 
-# This experiment's own choices per scale (the rest comes from repro.scales.SCALES).
+# This experiment's own choices per scale: ``train`` is what its pre-training changes from the scale's
+# (repro.scales), the rest its own knobs.
 PRESETS = {
-    "smoke": dict(model="ViT-XXS/8", image_size=32, batch_size=32, steps=8, warmup_steps=2, lr=1e-3,
-                  seeds=(0,), placement_seeds=(0,), fewshot_max_train=200),
+    "smoke": dict(train=dict(steps=8, warmup_steps=2), seeds=(0,), placement_seeds=(0,), fewshot_max_train=200),
     # Sized from throughput measured at 32 px on 2 cores (2026-12-04, Intel Xeon, synthetic batches): ViT-XXS/4 1,265
     # images/s, 860 with relative attention; ~1,150 / ~800 in the loop. 20 runs (the 4 kinds at the stem with 3 seeds,
     # the 4 every-layer / shared cells with 2: a cell of one seed decides nothing) x 900 steps x 128 images = 115,200
     # images each (2.4 epochs): 17 x 100 s + 3 x 144 s = 34 min, plus ~5 s per run for the probe (5,000 support-pool
     # + 10,000 test images) and the held-out evaluations: ~36 minutes. 900 steps, not 600: the curves of the old
     # 600-step runs still rose 3.6 points over their last quarter. Patch 4 gives the 8x8 grid (patch 8: 4x4).
-    "cpu": dict(model="ViT-XXS/4", image_size=32, batch_size=128, steps=900, warmup_steps=90, lr=2e-3,
+    "cpu": dict(train=dict(model="ViT-XXS/4", steps=900, warmup_steps=90, lr=2e-3),
                 seeds=(0, 1, 2), placement_seeds=(0, 1), fewshot_max_train=5000),
-    "gpu": dict(model="ViT-Ti/4", image_size=32, batch_size=512, steps=3000, warmup_steps=300, lr=1e-3,
-                seeds=(0, 1, 2), placement_seeds=(0, 1, 2), fewshot_max_train=10000),
+    "gpu": dict(train=dict(steps=3000, warmup_steps=300), seeds=(0, 1, 2), placement_seeds=(0, 1, 2),
+                fewshot_max_train=10000),
 }
 
 
@@ -82,28 +91,24 @@ def cell_name(kind: str, placement: str) -> str:
 
 @dataclass(frozen=True)
 class Config(ProbedPretraining):
-    """What notebook 02 runs at one scale: the shared pre-training budget plus this experiment's lr and seeds."""
+    """What notebook 02 runs at one scale: the pre-training run every cell varies, the probe and the seeds."""
 
-    lr: float
     seeds: tuple             # training seeds of the stem column (at least 3 outside smoke)
     placement_seeds: tuple   # training seeds of the every-layer and shared columns (may be fewer)
 
     @property
-    def train_scale(self) -> Scale:
-        """The scale's preset with this experiment's model and budget (what ``train_fields`` reads)."""
-        return self.scale_with_budget(self.lr)
-
-    @property
     def grid(self) -> tuple[int, int]:
         """Patches per side, (rows, columns)."""
-        from ..models import create_model
-        import torch
         with torch.device("meta"):
             model = create_model(self.model, num_classes=10, img_size=self.image_size)
         return tuple(model.grid_size)
 
     def seeds_for(self, placement: str) -> tuple:
         return self.seeds if placement == "stem" else self.placement_seeds
+
+    def cell_run(self, kind: str, placement: str, seed: int) -> TrainConfig:
+        """The run of one Table 8 cell at one training seed."""
+        return self.run_config(seed=seed, model_overrides={"pos_embed": kind, "pos_embed_placement": placement})
 
     def budget(self) -> str:
         """The notebook's training budget in one line: runs, steps, images."""
@@ -115,21 +120,28 @@ class Config(ProbedPretraining):
 
 
 def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None,
-               placement_seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None, **overrides) -> Config:
-    """The settings of notebook 02 at ``scale``; ``overrides`` (model, image_size, batch_size, steps,
-    warmup_steps, lr, fewshot_max_train) replace the preset's, None keeps it; an unknown key is an error."""
-    if scale not in PRESETS:
-        raise ValueError(f"notebook 02 runs at {sorted(PRESETS)}; at 'paper' scale Table 8 needs ViT-B/16 on "
-                         "JFT-300M, which is not public")
-    preset = get_scale(scale)
-    values = preset_values(PRESETS, scale, overrides, what="notebook 02",
-                           seed_fields={"seeds": seeds, "placement_seeds": placement_seeds})
-    return Config(scale=preset, data_dir=data_dir if data_dir is not None else preset.data_dir, **values)
+               placement_seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
+               out_dir: str | Path = "../results", device: str = "auto", model: Optional[str] = None,
+               image_size: Optional[int] = None, batch_size: Optional[int] = None, steps: Optional[int] = None,
+               warmup_steps: Optional[int] = None, lr: Optional[float] = None,
+               fewshot_max_train: Optional[int] = None) -> Config:
+    """The runs of notebook 02 at ``scale``: the preset, with any parameter that is not None in its place."""
+    preset = preset_of(PRESETS, scale, "notebook 02 runs at {scales}; at 'paper' scale Table 8 needs ViT-B/16 on "
+                                       "JFT-300M, which is not public")
+    changes, knobs = apply_preset(
+        preset, what="notebook 02", seeds=seeds, placement_seeds=placement_seeds, fewshot_max_train=fewshot_max_train,
+        train=dict(model=model, image_size=image_size, batch_size=batch_size, steps=steps, warmup_steps=warmup_steps,
+                   lr=lr))
+    out = experiment_out(NAME, scale, out_dir)
+    train = pretraining_run(get_scale(scale), changes, data_dir=data_dir, out=out, device=device,
+                            seed=knobs["seeds"][0] if knobs["seeds"] else 0)
+    return Config(scale=get_scale(scale), train=train, out=out, seeds=knobs["seeds"],
+                  placement_seeds=knobs["placement_seeds"], probe=Probe.of_run(train, knobs["fewshot_max_train"]))
 
 
 def settings_markdown(config: Config) -> str:
     """Where this notebook's pre-training departs from the paper (the pre-training rows of the README table)."""
-    return pretrain_departures_markdown(config.train_scale)
+    return pretrain_departures_markdown(config.scale.name, config.train)
 
 
 @dataclass(frozen=True)
@@ -152,37 +164,24 @@ SIMILARITY_FILE = "position_similarity.json"
 def _save_similarity(run_dir: Path) -> None:
     """Fig. 7 centre's numbers for one run (cosine similarity of the first table's patch embeddings), kept
     beside the run so the figure is rebuilt from files; weights are not committed."""
-    from ..analysis import position_similarity
-    from ..checkpoints import load_model
-
-    model = load_model(run_dir / "model.safetensors")
+    model = load_model(weights_path(run_dir))
     sim = position_similarity(model)  # (N, N), class token dropped; every_layer: the first block's table
     (run_dir / SIMILARITY_FILE).write_text(json.dumps({"grid": list(model.grid_size),
                                                         "similarity": np.round(sim, 4).tolist()}))
 
 
-def run(scale: str, seeds: Optional[Sequence[int]] = None, placement_seeds: Optional[Sequence[int]] = None,
-        data_dir: Optional[str] = None, out_dir: str | Path = "../results", device: str = "auto",
-        **overrides) -> Runs:
+def run(config: Config) -> Runs:
     """Pre-train the ViT once per Table 8 cell and seed (same recipe and budget), probe each with 5-shot
     linear regression, and keep each 1-D / 2-D cell's position similarity (first seed). Runs that finished
     before are found by their config and not trained again."""
-    from ..train import TrainConfig
-
-    config = get_config(scale, seeds=seeds, placement_seeds=placement_seeds, data_dir=data_dir, **overrides)
-    runs = Runs(config, results_dir(NAME, scale, out_dir))
+    runs = Runs(config, config.out)
     progress = RunProgress(sum(len(config.seeds_for(p)) for _, p in CELLS), "training runs")
     for seed in sorted(set(config.seeds) | set(config.placement_seeds)):
         for kind, placement in CELLS:
             if seed not in config.seeds_for(placement):
                 continue
-            fields = train_fields(config.train_scale, "pretrain", "vit", data_dir=config.data_dir,
-                                  out_dir=runs.out / "runs", device=device, seed=seed)
-            fields["model_overrides"] = {**fields["model_overrides"], "pos_embed": kind,
-                                         "pos_embed_placement": placement}
-            cfg = TrainConfig(**fields)
-            run_dir = train_and_probe(cfg, config.probe, label=f"{cell_name(kind, placement)} seed {seed}",
-                                      device=device, progress=progress)
+            run_dir = train_and_probe(config.cell_run(kind, placement, seed), config.probe,
+                                      label=f"{cell_name(kind, placement)} seed {seed}", progress=progress)
             if kind in ("1d", "2d") and seed == config.seeds_for(placement)[0] and not (run_dir / SIMILARITY_FILE).exists():
                 _save_similarity(run_dir)
             runs.records.append(RunRecord(kind, placement, seed, run_dir))
@@ -270,7 +269,7 @@ def table_note(runs: Runs) -> str:
     c = runs.config
     note = (f"{SHOTS}-shot linear top-1: a ridge probe (lambda 2^10) on the frozen pre-logits features, "
             f"{SHOTS} training images per class drawn with sampling seeds 0, 1, 2 (their mean per run), tested on "
-            f"the {'whole ' if c.scale.max_test is None else ''}test split; mean ± std over training seeds "
+            f"the {'whole ' if c.train.max_test is None else ''}test split; mean ± std over training seeds "
             f"({len(c.seeds)} at the stem, {len(c.placement_seeds)} at the other placements). Test top-1: the "
             f"trained classifier. Every cell: {c.model} at {c.image_size} px ({c.grid[0]}x{c.grid[1]} patches), "
             f"{c.steps} steps of batch {c.batch_size}, lr {c.lr:g}. The paper's numbers are ViT-B/16 pre-trained "
@@ -354,9 +353,7 @@ def plot_similarity(runs: Runs) -> Path:
     """``position_similarity.png``: Fig. 7 centre for every 1-D / 2-D cell (first seed), one panel each.
     Tile (r, c) of a panel: cosine similarity of patch (r, c)'s position embedding with every patch's
     (every-layer cells: the first layer's table). None and relative have no absolute table to show."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = []
     for kind, placement in CELLS:

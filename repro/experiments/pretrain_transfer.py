@@ -11,8 +11,8 @@ Transfer below paper scale (``Transfer``, ``TRANSFER_PRESETS``): a ViT and the B
 task (CIFAR-10 classes 0-4) and fine-tuned on a target task the pre-training never saw (classes 5-9, a few
 hundred labelled images per class: ``TrainConfig(classes=..., max_train=...)``, class-balanced and seeded), and
 the same models are trained on the target from scratch with the same target budget (steps x batch) and the
-same lr selection. Both arms choose their lr on the held-out part of the target classes' training split
-(2%, ~500 images) and are not refit: the labelled target set is capped at ``target_images``, so a refit would
+same lr selection. Both arms choose their lr on a held-out part of the target classes' training split
+(``heldout_images``: 1,000 at ``cpu``) and are not refit: the labelled target set is capped at ``target_images``, so a refit would
 train on another draw of as many images, not on more. At ``cpu`` the transfer part uses ViT-XXS/4 (about a
 quarter of ViT-XS/4's cost) so that it adds about 10 minutes for 3 seeds.
 
@@ -35,14 +35,23 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
+from ..checkpoints import check_checkpoint_file
 from ..claims import (VERDICT_WORDS, Verdict, at_scale, claim_entry, claims_markdown, mean_interval, needs_next_run,
                       requirements_unmet, seed_stats, verdict_above, verdict_in_band)
+from ..data import get_info, resolve_source
+from ..figures import plot_claims as draw_claims, plot_curves
+from ..flops import training_flops
+from ..paper import PAPER
+from ..paths import repo_relative
 from ..progress import RunProgress
+from ..recipes import finetune_recipe
+from ..rundir import load_run, weights_path
+from ..scales import FINETUNE, PAPER_SETTINGS, PRETRAIN, Scale, get_scale
 from ..summary import curve_sentence, curve_status, epochs_text
-from ..results import PAPER, load_run, plot_curves, repo_relative, results_dir, training_flops
-from ..results import plot_claims as draw_claims
-from ..scales import Scale, get_scale
-from . import RunSet, SweepResult, preset_values, pretrain_departures_markdown, run_sweep, summary_markdown, train_fields
+from .. import train as engine
+from .reporting import RunSet, summary_markdown
+from .settings import apply_preset, check_settings, experiment_out, preset_of, pretrain_departures_markdown
+from .sweeps import run_sweep, SweepResult
 
 NAME = "01_pretrain_and_transfer"
 FAMILIES = ("ViT", "BiT")
@@ -55,40 +64,46 @@ RESOLUTION_CLAIM = "Fine-tuning at a higher resolution than pre-training helps (
 # The stages of the transfer part (a RunRecord's ``stage``).
 SOURCE_STAGE, TRANSFER_STAGE, SCRATCH_STAGE = "pre-train (source)", "fine-tune (target)", "from scratch (target)"
 
-# The main part's departures from the scale's preset, per scale. At cpu the scale's ViT-XS/4 (1500 steps, one seed,
-# refit) took 40 min for one seed; notebook 01 must run in under 30 min with 3 seeds, so its main part uses
-# ViT-XXS/4 (~1100 images/s at 32 px vs ~290; lr 2e-3 was its best in notebook 03) for 500 steps and fine-tunes
-# 100 steps without a refit. Per seed, from measured idle throughput (benchmarks/RESULTS.md): ViT 64k images
-# ~60 s, BiT R14x1 ~130 s, fine-tuning 2 lrs x 12,800 images at 48 px (~350 images/s) + the 32 px control ~100 s:
-# ~5 min per seed with evaluations, ~15 min for 3 seeds, plus ~10 min for the transfer part. The BiT is now the
-# costlier of the pair (~2x the ViT's seconds per step), which can only favour it in the small-data claim; the
-# table gives both costs.
+# The main part's departures from the scale's runs, per scale: ``train`` is what both families' pre-training
+# changes, ``vit`` / ``bit`` what one family's changes besides, ``finetune`` what the ViT's fine-tuning changes.
+# At cpu the scale's ViT-XS/4 (1500 steps, one seed, refit) took 40 min for one seed; notebook 01 must run in under
+# 30 min with 3 seeds, so its main part uses ViT-XXS/4 (~1100 images/s at 32 px vs ~290; lr 2e-3 was its best in
+# notebook 03) for 500 steps and fine-tunes 100 steps without a refit. Per seed, from measured idle throughput
+# (benchmarks/RESULTS.md): ViT 64k images ~60 s, BiT R14x1 ~130 s, fine-tuning 2 lrs x 12,800 images at 48 px
+# (~350 images/s) + the 32 px control ~100 s: ~5 min per seed with evaluations, ~15 min for 3 seeds, plus ~10 min
+# for the transfer part. The BiT is now the costlier of the pair (~2x the ViT's seconds per step), which can only
+# favour it in the small-data claim; the table gives both costs.
 MAIN_PRESETS = {
-    "cpu": dict(scale=dict(description="minutes per run on 2 CPU cores: ViT-XXS/4 vs BiT R14x1 on CIFAR-10 at 32 px "
-                                       "(notebook 01's main part)",
-                           vit="ViT-XXS/4", pretrain_lr=2e-3, pretrain_steps=500, warmup_steps=50, finetune_steps=100,
-                           seeds=(0, 1, 2)), refit=False),
+    "smoke": dict(),
+    "cpu": dict(description="minutes per run on 2 CPU cores: ViT-XXS/4 vs BiT R14x1 on CIFAR-10 at 32 px "
+                            "(notebook 01's main part)",
+                train=dict(steps=500, warmup_steps=50), vit=dict(model="ViT-XXS/4", lr=2e-3),
+                finetune=dict(steps=100), seeds=(0, 1, 2), refit=False),
+    "gpu": dict(),
+    "paper": dict(),
 }
 
 # The transfer part per scale (none at paper scale: there the targets are Table 2's data sets). Source and target
 # are disjoint sets of CIFAR-10 classes; ``target_images`` labelled training images of the target classes; the lrs
 # are chosen on ``heldout_images`` held-out images of those classes (1,000: the standard error of a held-out score
 # near 60% is then ~1.5 points, against ~2.2 on the 500 images that 2% of the classes' training split gave).
+# ``source`` is what the source pre-training changes from the scale's (both families), ``vit`` / ``bit`` what one
+# family's changes besides; ``target`` holds the steps and batch of both target arms (fine-tuning and from scratch).
 TRANSFER_PRESETS = {
-    "smoke": dict(vit="ViT-XXS/8", source_classes=(0, 1, 2, 3, 4), target_classes=(5, 6, 7, 8, 9),
-                  source_steps=6, source_batch=16, vit_lr=1e-3, bit_lr=1e-3, target_images=100, target_steps=4,
-                  target_batch=16, scratch_lrs=(1e-3, 3e-3), seeds=(0,), heldout_images=100),
+    "smoke": dict(source=dict(batch_size=16, steps=6), vit=dict(), bit=dict(), target=dict(steps=4, batch_size=16),
+                  source_classes=(0, 1, 2, 3, 4), target_classes=(5, 6, 7, 8, 9), target_images=100,
+                  scratch_lrs=(1e-3, 3e-3), seeds=(0,), heldout_images=100),
     # Sized from measured idle throughput at 32 px on 2 cores (benchmarks/RESULTS.md): ViT-XXS/4 ~1100 images/s,
     # BiT R14x1 ~490. Per seed and model: source 200 x 128 = 25,600 images; fine-tuning 2 lrs x 100 x 64 = 12,800;
     # from scratch the same 12,800: 51,200 images = 47 s (ViT) + 104 s (BiT) = 151 s, x 3 seeds = 7.6 min. Each of
     # the 30 runs also evaluates ~5,500 held-out + test images and starts up (~4 s on average): ~2 min. ~10 min.
-    "cpu": dict(vit="ViT-XXS/4", source_classes=(0, 1, 2, 3, 4), target_classes=(5, 6, 7, 8, 9),
-                source_steps=200, source_batch=128, vit_lr=2e-3, bit_lr=1e-3, target_images=1000, target_steps=100,
-                target_batch=64, scratch_lrs=(1e-3, 3e-3), seeds=(0, 1, 2), heldout_images=1000),
+    "cpu": dict(source=dict(steps=200), vit=dict(model="ViT-XXS/4", lr=2e-3), bit=dict(),
+                target=dict(steps=100, batch_size=64), source_classes=(0, 1, 2, 3, 4), target_classes=(5, 6, 7, 8, 9),
+                target_images=1000, scratch_lrs=(1e-3, 3e-3), seeds=(0, 1, 2), heldout_images=1000),
     # Not measured on a GPU yet.
-    "gpu": dict(vit="ViT-Ti/4", source_classes=(0, 1, 2, 3, 4), target_classes=(5, 6, 7, 8, 9),
-                source_steps=3000, source_batch=512, vit_lr=1e-3, bit_lr=1e-3, target_images=2500, target_steps=500,
-                target_batch=128, scratch_lrs=(3e-4, 1e-3, 3e-3), seeds=(0, 1, 2), heldout_images=1000),
+    "gpu": dict(source=dict(steps=3000), vit=dict(), bit=dict(), target=dict(steps=500, batch_size=128),
+                source_classes=(0, 1, 2, 3, 4), target_classes=(5, 6, 7, 8, 9), target_images=2500,
+                scratch_lrs=(3e-4, 1e-3, 3e-3), seeds=(0, 1, 2), heldout_images=1000),
 }
 
 
@@ -99,32 +114,33 @@ def _class_range(classes: Sequence[int]) -> str:
     return f"classes {c[0]}-{c[-1]}" if contiguous and len(c) > 2 else "classes " + ", ".join(map(str, c))
 
 
+def _warmup(steps: int) -> int:
+    """The transfer part's warm-up: a tenth of the run (at least one step)."""
+    return max(1, steps // 10)
+
+
 @dataclass(frozen=True)
 class Transfer:
-    """The transfer part of notebook 01 below paper scale: pre-train on the source classes, fine-tune on the
-    unseen target classes, and train on the target from scratch with the same target budget."""
+    """The transfer part of notebook 01 below paper scale: per family, the pre-training on the source classes
+    (``source``), the fine-tuning on the unseen target classes (``finetune``, the scale's SGD lr grid) and the
+    training on the target from scratch with the same target budget (``scratch``, the pre-training recipe,
+    ``scratch_lrs``). Seeds and initialisations vary these runs."""
 
-    vit: str                  # the ViT of this part (the BiT is the scale's)
+    source: dict              # family -> TrainConfig
+    finetune: dict            # family -> TrainConfig (init_from: the family's source run)
+    scratch: dict             # family -> TrainConfig
+    finetune_lrs: tuple
+    scratch_lrs: tuple
     source_classes: tuple
     target_classes: tuple
-    source_steps: int
-    source_batch: int
-    vit_lr: float             # source pre-training lrs
-    bit_lr: float
     target_images: int        # labelled target training images (class-balanced, seeded)
-    target_steps: int         # fine-tuning and from-scratch training on the target, each
-    target_batch: int
-    scratch_lrs: tuple        # the from-scratch lr grid (AdamW; fine-tuning uses the scale's SGD grid)
     seeds: tuple
-    heldout_images: Optional[int] = None  # held-out images of the target classes for the lr (None: the 2%)
 
-    def scale(self, base: Scale) -> Scale:
-        """``base`` with this part's models and budgets: its pre-training fields are the source pre-training,
-        its fine-tuning fields the target's (at the pre-training resolution: no resolution change mixed in)."""
-        return dataclasses.replace(base, vit=self.vit, batch_size=self.source_batch, pretrain_steps=self.source_steps,
-                                   warmup_steps=max(1, self.source_steps // 10), pretrain_lr=self.vit_lr,
-                                   bit_lr=self.bit_lr, finetune_steps=self.target_steps,
-                                   finetune_batch_size=self.target_batch, finetune_image_size=base.image_size)
+    vit = property(lambda self: self.source["ViT"].model)
+    source_steps = property(lambda self: self.source["ViT"].steps)
+    source_batch = property(lambda self: self.source["ViT"].batch_size)
+    target_steps = property(lambda self: self.scratch["ViT"].steps)   # fine-tuning and from scratch, each
+    target_batch = property(lambda self: self.scratch["ViT"].batch_size)
 
     @property
     def source_task(self) -> str:
@@ -142,22 +158,31 @@ class Transfer:
 
 @dataclass(frozen=True)
 class Config:
-    """What notebook 01 runs at one scale: the scale's preset plus this experiment's own choices."""
+    """What notebook 01 runs at one scale: per family the pre-training run (``pretrain``), the ViT's fine-tuning
+    at each resolution (``finetunes``, the first the scale's fine-tuning resolution), their lr grid, the seeds,
+    and the transfer part. Seeds and initialisations vary these runs."""
 
     scale: Scale
+    out: Path
+    pretrain: dict                 # family -> TrainConfig
+    finetunes: tuple               # TrainConfig per resolution, high first
+    finetune_lrs: tuple
     seeds: tuple[int, ...]
-    data_dir: Optional[str]
-    # Fine-tune also at the pre-training resolution (same steps, same lr grid), so the resolution claim
-    # compares two fine-tuned models rather than fine-tuned vs not fine-tuned.
-    resolution_control: bool = True
+    description: str
     # Fine-tuning: after the lr is chosen on the held-out split, train again with it on the whole training split.
     refit: bool = True
     transfer: Optional[Transfer] = None   # below paper scale: source -> unseen target task vs from scratch
 
+    vit = property(lambda self: self.pretrain["ViT"].model)
+    bit = property(lambda self: self.pretrain["BiT"].model)
+    dataset = property(lambda self: self.pretrain["ViT"].dataset)
+    image_size = property(lambda self: self.pretrain["ViT"].image_size)           # pre-training, px
+    finetune_image_size = property(lambda self: self.finetunes[0].image_size)     # px
+    finetune_steps = property(lambda self: self.finetunes[0].steps)
+
     @property
     def finetune_resolutions(self) -> tuple[int, ...]:
-        high = self.scale.finetune_image_size
-        return (high, self.scale.image_size) if self.resolution_control else (high,)
+        return tuple(cfg.image_size for cfg in self.finetunes)
 
     @property
     def decidable(self) -> bool:
@@ -171,16 +196,41 @@ class Config:
         return main + transfer
 
 
-def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None,
-               data_dir: Optional[str] = None, transfer_seeds: Optional[Sequence[int]] = None,
-               pretrained_checkpoint: Optional[str] = ...) -> Config:  # type: ignore[assignment]
-    """The settings of notebook 01 at ``scale`` (big_vision's per-experiment ``get_config``);
-    ``seeds`` / ``data_dir`` default to the scale's, ``transfer_seeds`` to the transfer part's (an empty
-    list skips that part). ``pretrained_checkpoint``, when passed (``repro reproduce`` passes the notebook's,
-    None included), is checked: the paper scale fine-tunes it, so there it must name a checkpoint file."""
-    from ..checkpoints import check_checkpoint_file
-    from . import check_settings
+def _transfer(scale: Scale, preset: dict, *, transfer_seeds, paths: dict) -> Transfer:
+    """The transfer part's runs at ``scale`` from its preset (``TRANSFER_PRESETS``)."""
+    changes, knobs = apply_preset(preset, what="the transfer part", train=preset["source"], seeds=transfer_seeds)
+    target_task = dict(classes=tuple(knobs["target_classes"]), max_train=knobs["target_images"])
+    if knobs["heldout_images"] is not None:  # the lr is chosen on this many held-out images of the target classes
+        target_task["heldout_size"] = knobs["heldout_images"]
+    target = knobs["target"]
+    source, finetune, scratch = {}, {}, {}
+    for family in FAMILIES:
+        own = knobs[family.lower()]
+        first_seed = {"seed": knobs["seeds"][0] if knobs["seeds"] else 0}
+        source[family] = scale.run_config(PRETRAIN, family.lower(), **changes, **own, **paths, **first_seed,
+                                          warmup_steps=_warmup(changes.get("steps", scale.pretraining.steps)),
+                                          classes=tuple(knobs["source_classes"]))
+        # Fine-tuning on the target at the pre-training resolution (no resolution change mixed in).
+        finetune[family] = scale.run_config(FINETUNE, family.lower(), **paths, **first_seed,
+                                            model=source[family].model, image_size=source[family].image_size,
+                                            steps=target["steps"], batch_size=target["batch_size"], **target_task)
+        # From scratch: the source pre-training's recipe, with the target's steps, batch and images.
+        scratch[family] = dataclasses.replace(source[family], **target_task, steps=target["steps"],
+                                              batch_size=target["batch_size"], warmup_steps=_warmup(target["steps"]))
+    return Transfer(source=source, finetune=finetune, scratch=scratch, finetune_lrs=scale.finetune_lrs,
+                    scratch_lrs=tuple(knobs["scratch_lrs"]), source_classes=tuple(knobs["source_classes"]),
+                    target_classes=tuple(knobs["target_classes"]), target_images=knobs["target_images"],
+                    seeds=knobs["seeds"])
 
+
+def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
+               out_dir: str | Path = "../results", device: str = "auto",
+               transfer_seeds: Optional[Sequence[int]] = None,
+               pretrained_checkpoint: Optional[str] = ...) -> Config:  # type: ignore[assignment]
+    """The runs of notebook 01 at ``scale`` (big_vision's per-experiment ``get_config``); ``seeds`` default to
+    the preset's (the scale's), ``transfer_seeds`` to the transfer part's (an empty list skips that part).
+    ``pretrained_checkpoint``, when passed (``repro reproduce`` passes the notebook's, None included), is checked:
+    the paper scale fine-tunes it, so there it must name a checkpoint file."""
     check_settings({"seeds": seeds if seeds is not None else [], "transfer_seeds": transfer_seeds or []},
                    "notebook 01")
     if scale == "paper" and pretrained_checkpoint is not ...:  # ...: not passed (the notebook's own call)
@@ -189,30 +239,38 @@ def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None,
                              "-p pretrained_checkpoint=<path> (an official .npz such as ViT-B_16.npz, a timm or a "
                              "repro checkpoint)")
         check_checkpoint_file(pretrained_checkpoint)
-    preset = get_scale(scale)
-    main = MAIN_PRESETS.get(scale, {})
-    preset = dataclasses.replace(preset, **main.get("scale", {}))
-    transfer = None
-    if scale in TRANSFER_PRESETS:
-        values = preset_values(TRANSFER_PRESETS, scale, {}, what="the transfer part",
-                               seed_fields={"seeds": transfer_seeds})
-        transfer = Transfer(**values)
-    return Config(scale=preset, seeds=tuple(seeds if seeds is not None else preset.seeds),
-                  data_dir=data_dir if data_dir is not None else preset.data_dir,
-                  resolution_control=preset.name != "paper", refit=main.get("refit", True), transfer=transfer)
+    the_scale = get_scale(scale)
+    main = preset_of(MAIN_PRESETS, scale, "notebook 01 runs at {scales}")
+    out = experiment_out(NAME, scale, out_dir)
+    seeds = tuple(seeds if seeds is not None else main.get("seeds", the_scale.seeds))
+    paths = {**({} if data_dir is None else {"data_dir": data_dir}), "out_dir": str(out / "runs"), "device": device}
+    first_seed = {"seed": seeds[0] if seeds else 0}
+    pretrain = {family: the_scale.run_config(PRETRAIN, family.lower(), **main.get("train", {}),
+                                             **main.get(family.lower(), {}), **paths, **first_seed)
+                for family in FAMILIES}
+    # The ViT fine-tuned at the scale's resolution and, below paper scale, as a control at the pre-training
+    # resolution with the same steps and lr grid, so that the resolution claim compares two fine-tuned models.
+    high = the_scale.run_config(FINETUNE, "vit", model=pretrain["ViT"].model, **main.get("finetune", {}), **paths,
+                                **first_seed)
+    finetunes = (high,) if scale == "paper" else (
+        high, the_scale.run_config(FINETUNE, "vit", model=pretrain["ViT"].model, **main.get("finetune", {}), **paths,
+                                   **first_seed, image_size=pretrain["ViT"].image_size))
+    transfer = (_transfer(the_scale, TRANSFER_PRESETS[scale], transfer_seeds=transfer_seeds, paths=paths)
+                if scale in TRANSFER_PRESETS else None)
+    return Config(scale=the_scale, out=out, pretrain=pretrain, finetunes=finetunes,
+                  finetune_lrs=the_scale.finetune_lrs, seeds=seeds,
+                  description=main.get("description", the_scale.description), refit=main.get("refit", True),
+                  transfer=transfer)
 
 
 def settings_markdown(config: Config) -> str:
     """Where this notebook's main part departs from the paper: every row of the "paper vs each scale" table, with
     this notebook's own models, lengths and lr selection (not the scale's generic column)."""
-    from ..scales import PAPER_SETTINGS
-
-    s = config.scale
     refit = "then trained again on 100%" if config.refit else "that run reported (no refit at this scale)"
-    return pretrain_departures_markdown(s, rows={
-        "models (ViT / BiT / hybrid)": f"{s.vit} / {s.bit} / —",
+    return pretrain_departures_markdown(config.scale.name, config.pretrain["ViT"], rows={
+        "models (ViT / BiT / hybrid)": f"{config.vit} / {config.bit} / —",
         "lr selection": f"on the held-out 2% (1,000 images), the grid extended one step past an edge; {refit}",
-    }, setting_rows=tuple(PAPER_SETTINGS))
+    }, setting_rows=tuple(PAPER_SETTINGS), fine=config.finetunes[0], finetune_lrs=config.finetune_lrs)
 
 
 @dataclass(frozen=True)
@@ -237,7 +295,7 @@ class RunRecord:
 
     @property
     def num_classes(self) -> int:
-        return len(self.classes) if self.classes is not None else _num_classes(self.dataset)
+        return len(self.classes) if self.classes is not None else get_info(self.dataset).num_classes
 
 
 @dataclass
@@ -248,98 +306,65 @@ class Runs(RunSet):
     paper_model: Optional[str] = None             # paper scale: the Table 2 column our checkpoint compares with
 
 
-def _fields(config: Config, stage: str, family: str, runs_root: Path, device: str, **extra) -> dict:
-    """The scale's TrainConfig fields for a stage and model family, with this notebook's paths."""
-    return train_fields(config.scale, stage, family, data_dir=config.data_dir, out_dir=runs_root, device=device,
-                        **extra)
-
-
 def _sweep(runs: Runs, cfg, *, lrs: Sequence[float], refit: bool, family: str, stage: str, label: str,
            progress: Optional[RunProgress]) -> None:
-    """Sweep the lr of ``cfg`` on the held-out split (``repro.experiments.run_sweep``: extended one step past an
-    edge; with ``refit``, the chosen lr trained again on the whole training split) and record the reported
+    """Sweep the lr of ``cfg`` on the held-out split (``repro.experiments.sweeps.run_sweep``: extended one step
+    past an edge; with ``refit``, the chosen lr trained again on the whole training split) and record the reported
     run under ``stage``."""
     sweep = run_sweep(cfg, lrs=lrs, refit=refit, label=label, progress=progress)
     runs.records.append(RunRecord(family, cfg.model, stage, cfg.dataset, cfg.image_size, cfg.seed, sweep["best_run"],
                                   sweep["best_lr"], cfg.classes, SweepResult.of(sweep)))
 
 
-def _finetune(config: Config, runs: Runs, *, family: str, dataset: str, seed: int, init_from: str,
-              resolution: int, device: str, progress: Optional[RunProgress] = None, **extra) -> None:
-    """Sweep the lr on the held-out split (with ``config.refit``, train the chosen one again on the whole training
-    split) and record the reported run."""
-    from ..train import finetune_config
+def _pretrain(runs: Runs, cfg, *, family: str, stage: str, label: str, progress: Optional[RunProgress]) -> Path:
+    """Train one pre-training (or find it finished) and record it under ``stage``."""
+    run_dir = engine.train(cfg, **(progress.train_kwargs(label) if progress else {"label": label}))
+    if progress:
+        progress.finished(label, f"test top-1 {100 * load_run(run_dir)['test_accuracy']:.1f}%"
+                          if stage == "pre-train" else "")
+    runs.records.append(RunRecord(family, cfg.model, stage, cfg.dataset, cfg.image_size, cfg.seed, run_dir, cfg.lr,
+                                  classes=cfg.classes))
+    return run_dir
 
-    cfg = finetune_config(**_fields(config, "finetune", family, runs.out / "runs", device, dataset=dataset,
-                                    seed=seed, init_from=init_from, image_size=resolution, **extra))
-    _sweep(runs, cfg, lrs=config.scale.finetune_lrs, refit=config.refit, family=family, stage="fine-tune",
-           label=f"{cfg.model} fine-tune {dataset} @{resolution}px seed {seed}", progress=progress)
 
-
-def run_transfer(config: Config, runs: Runs, device: str = "auto", progress: Optional[RunProgress] = None) -> None:
+def run_transfer(config: Config, runs: Runs, progress: Optional[RunProgress] = None) -> None:
     """The transfer part: per seed and model, pre-train on the source classes, fine-tune on the target classes
     (the scale's SGD lr grid) and train on the target from scratch (AdamW, ``scratch_lrs``), both with the
     same target steps and batch, each lr chosen on the held-out split; records go to ``runs``."""
-    from ..train import TrainConfig, finetune_config, train
-
     t = config.transfer
     if t is None:
         return
-    scale, root = t.scale(config.scale), runs.out / "runs"
-    target = dict(classes=t.target_classes, max_train=t.target_images)
-    if t.heldout_images is not None:  # the lr is chosen on this many held-out images of the target classes
-        target["heldout_size"] = t.heldout_images
     for seed in t.seeds:
         for family in FAMILIES:
-            fields = train_fields(scale, "pretrain", family, data_dir=config.data_dir, out_dir=root, device=device,
-                                  seed=seed, classes=t.source_classes)
-            source = TrainConfig(**fields)
-            label = f"{source.model} pre-train on {t.source_task} seed {seed}"
-            run_dir = train(source, **(progress.train_kwargs(label) if progress else {"label": label}))
-            if progress:
-                progress.finished(label)
-            runs.records.append(RunRecord(family, source.model, SOURCE_STAGE, source.dataset, source.image_size, seed,
-                                          run_dir, source.lr, classes=source.classes))
-            init = str(run_dir / "model.safetensors")
-            tuned = finetune_config(**train_fields(scale, "finetune", family, data_dir=config.data_dir, out_dir=root,
-                                                   device=device, seed=seed, init_from=init, **target))
-            _sweep(runs, tuned, lrs=scale.finetune_lrs, refit=False, family=family, stage=TRANSFER_STAGE,
+            source = dataclasses.replace(t.source[family], seed=seed)
+            run_dir = _pretrain(runs, source, family=family, stage=SOURCE_STAGE, progress=progress,
+                                label=f"{source.model} pre-train on {t.source_task} seed {seed}")
+            tuned = dataclasses.replace(t.finetune[family], seed=seed, init_from=str(weights_path(run_dir)))
+            _sweep(runs, tuned, lrs=t.finetune_lrs, refit=False, family=family, stage=TRANSFER_STAGE,
                    label=f"{tuned.model} fine-tune on {t.target_task} seed {seed}", progress=progress)
-            # From scratch: the pre-training recipe, with the target's steps, batch and images.
-            scratch = TrainConfig(**{**fields, **target, "steps": t.target_steps, "batch_size": t.target_batch,
-                                     "warmup_steps": max(1, t.target_steps // 10)})
+            scratch = dataclasses.replace(t.scratch[family], seed=seed)
             _sweep(runs, scratch, lrs=t.scratch_lrs, refit=False, family=family, stage=SCRATCH_STAGE,
                    label=f"{scratch.model} from scratch on {t.target_task} seed {seed}", progress=progress)
 
 
-def run(scale: str, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-        out_dir: str | Path = "../results", device: str = "auto", transfer_seeds: Optional[Sequence[int]] = None,
-        ) -> Runs:
-    """Pre-train the scale's ViT and BiT from scratch, then fine-tune the ViT (smoke / cpu / gpu scales); then
-    the transfer part (``run_transfer``) with ``transfer_seeds`` (None: the scale's; [] skips it).
-
-    Runs that finished before are found by their config and not trained again.
-    """
-    from ..train import TrainConfig, train
-
-    config = get_config(scale, seeds=seeds, data_dir=data_dir, transfer_seeds=transfer_seeds)
+def run(config: Config) -> Runs:
+    """Pre-train the ViT and the BiT from scratch, then fine-tune the ViT (smoke / cpu / gpu scales); then the
+    transfer part (``run_transfer``). Runs that finished before are found by their config and not trained again."""
     if config.scale.name == "paper":
         raise ValueError("at scale='paper' notebook 01 fine-tunes a given checkpoint: call run_paper(checkpoint, ...)")
-    runs = Runs(config, results_dir(NAME, scale, out_dir))
+    runs = Runs(config, config.out)
     progress = RunProgress(config.units(), "pre-trainings and lr sweeps")
     for seed in config.seeds:
         for family in FAMILIES:
-            cfg = TrainConfig(**_fields(config, "pretrain", family, runs.out / "runs", device, seed=seed))
-            label = f"{cfg.model} pre-train seed {seed}"
-            run_dir = train(cfg, **progress.train_kwargs(label))
-            progress.finished(label, f"test top-1 {100 * load_run(run_dir)['test_accuracy']:.1f}%")
-            runs.records.append(RunRecord(family, cfg.model, "pre-train", cfg.dataset, cfg.image_size, seed,
-                                          run_dir, cfg.lr))
+            cfg = dataclasses.replace(config.pretrain[family], seed=seed)
+            _pretrain(runs, cfg, family=family, stage="pre-train", label=f"{cfg.model} pre-train seed {seed}",
+                      progress=progress)
         (vit,) = runs.select(family="ViT", stage="pre-train", seed=seed)
-        for resolution in config.finetune_resolutions:
-            _finetune(config, runs, family="ViT", dataset=config.scale.dataset, seed=seed, resolution=resolution,
-                      init_from=str(vit.run_dir / "model.safetensors"), device=device, progress=progress)
-    run_transfer(config, runs, device, progress)
+        for finetune in config.finetunes:
+            cfg = dataclasses.replace(finetune, seed=seed, init_from=str(weights_path(vit.run_dir)))
+            _sweep(runs, cfg, lrs=config.finetune_lrs, refit=config.refit, family="ViT", stage="fine-tune",
+                   label=f"{cfg.model} fine-tune {cfg.dataset} @{cfg.image_size}px seed {seed}", progress=progress)
+    run_transfer(config, runs, progress)
     return runs
 
 
@@ -350,32 +375,25 @@ def run_paper(checkpoint: str, datasets: Sequence[str] = PAPER_DATASETS, *, seed
     paper scale's 384 px with App. B.1.1's recipe and Table 4's steps. Data sets that cannot be found are
     recorded in ``runs.unavailable`` and skipped. ``paper_model`` names the Table 2 column to compare with.
     """
-    from ..data import resolve_source
-    from ..recipes import finetune_recipe
-
     if not checkpoint:
         raise ValueError("run_paper fine-tunes a pre-trained checkpoint: pass pretrained_checkpoint=<path>")
-    config = get_config("paper", seeds=seeds, data_dir=data_dir)
-    runs = Runs(config, results_dir(NAME, "paper", out_dir), paper_model=paper_model)
+    config = get_config("paper", seeds=seeds, data_dir=data_dir, out_dir=out_dir, device=device)
+    runs = Runs(config, config.out, paper_model=paper_model)
     for dataset in datasets:
         try:
-            resolve_source(dataset, config.data_dir)   # is it there at all? (finds, does not decode)
+            resolve_source(dataset, config.finetunes[0].data_dir)   # is it there at all? (finds, does not decode)
         except (FileNotFoundError, ValueError) as err:
             runs.unavailable[dataset] = str(err).splitlines()[0]
             continue
         for seed in config.seeds:
-            _finetune(config, runs, family="ViT", dataset=dataset, seed=seed, init_from=checkpoint,
-                      resolution=config.scale.finetune_image_size, device=device,
-                      steps=finetune_recipe(dataset).steps)
+            cfg = dataclasses.replace(config.finetunes[0], dataset=dataset, steps=finetune_recipe(dataset).steps,
+                                      seed=seed, init_from=checkpoint)
+            _sweep(runs, cfg, lrs=config.finetune_lrs, refit=config.refit, family="ViT", stage="fine-tune",
+                   label=f"{cfg.model} fine-tune {dataset} @{cfg.image_size}px seed {seed}", progress=None)
     return runs
 
 
 # --- table --------------------------------------------------------------------------------------------
-
-def _num_classes(dataset: str) -> int:
-    from ..data import get_info
-    return get_info(dataset).num_classes
-
 
 @functools.lru_cache(maxsize=None)
 def _flops_per_image(model: str, resolution: int, num_classes: int, overrides_json: str) -> float:
@@ -455,7 +473,7 @@ def table(runs: Runs) -> pd.DataFrame:
         rows.append(row)
     for dataset, why in runs.unavailable.items():
         ref = PAPER.get(f"table2/{runs.paper_model}/{dataset}")
-        rows.append({"model": runs.config.scale.vit, "stage": "fine-tune", "data set": dataset, "seeds": 0,
+        rows.append({"model": runs.config.vit, "stage": "fine-tune", "data set": dataset, "seeds": 0,
                      "paper top-1 (%)": ref.value if ref else None, "paper": f"not run: data set unavailable ({why})"})
     return pd.DataFrame(rows)
 
@@ -468,7 +486,7 @@ def table_note(runs: Runs) -> str:
     note = ("Test top-1 is the mean over seeds (std in points; '—' with one seed). Fine-tuning: the lr was chosen "
             f"on the held-out split (its score is 'held-out top-1'), {refit}. FLOPs are counted with "
             "torch.utils.flop_counter on one forward + backward (matrix products, convolutions and attention). ")
-    if runs.config.scale.dataset == "cifar10":
+    if runs.config.dataset == "cifar10":
         note += ("CIFAR-10 here is the JPEG-compressed copy (quality ~75), a little harder than the original "
                  "PNGs. ")
     if not runs.paper_model:
@@ -479,7 +497,7 @@ def table_note(runs: Runs) -> str:
     if t is not None and runs.select(stage=TRANSFER_STAGE):
         note += (f"Transfer rows: pre-trained on {t.source_task} ({t.source_steps} steps x {t.source_batch}); on the "
                  f"target ({t.target_task}, held-out part of those classes for the lr) fine-tuned with SGD "
-                 f"(lrs {', '.join(f'{lr:g}' for lr in runs.config.scale.finetune_lrs)}) or trained from scratch with "
+                 f"(lrs {', '.join(f'{lr:g}' for lr in runs.config.finetune_lrs)}) or trained from scratch with "
                  f"the pre-training recipe (lrs {', '.join(f'{lr:g}' for lr in t.scratch_lrs)}), {t.target_steps} "
                  f"steps x {t.target_batch} each, at the pre-training resolution; the chosen lr's run is reported, "
                  "not refit (the labelled target set is capped, so a refit would not add images). ")
@@ -552,7 +570,7 @@ def _small_data_claims(runs: Runs) -> list[dict]:
             f"{vit[0].dataset} test top-1 (%) after pre-training from scratch at {vit[0].resolution} px",
             {vit[0].model: _test_top1(vit), bit[0].model: _test_top1(bit)},
             at_scale(verdict, config.decidable), rule=TWO_ARM_RULE))
-    high, low = config.scale.finetune_image_size, config.scale.image_size
+    high, low = config.finetune_image_size, config.image_size
     tuned_high = runs.select(stage="fine-tune", resolution=high)
     tuned_low = runs.select(stage="fine-tune", resolution=low) if high != low else []
     # Without the control the baseline is the pre-trained model itself (fewer steps: says so in the name).
@@ -569,7 +587,7 @@ def _small_data_claims(runs: Runs) -> list[dict]:
             "Sec. 3.2: 'it is often beneficial to fine-tune at higher resolution than pre-training'; the paper "
             "pre-trains at 224 px and fine-tunes at 384 px (512 for ViT-L/16), without an ablation number.",
             f"{tuned_high[0].dataset} test top-1 (%) of {tuned_high[0].model} after fine-tuning "
-            f"({config.scale.finetune_steps} steps, same lr grid) from the same pre-trained model",
+            f"({config.finetune_steps} steps, same lr grid) from the same pre-trained model",
             {names[0]: _test_top1(tuned_high), names[1]: _test_top1(baseline)},
             at_scale(verdict, config.decidable), rule=TWO_ARM_RULE))
     return out
@@ -614,15 +632,15 @@ def plot(runs: Runs) -> Path:
         if stage in TRANSFER_STAGES:
             continue
         verb = "pre-training" if stage == "pre-train" else "fine-tuning"
-        title = f"{verb} on {task}" + (f" (from {runs.config.scale.image_size} px)" if stage == "fine-tune" and
+        title = f"{verb} on {task}" + (f" (from {runs.config.image_size} px)" if stage == "fine-tune" and
                                         not runs.paper_model else "")
         panels.setdefault(title, {})[f"{model} @{resolution}px"] = [r.run_dir for r in records]
         chance[title] = 100 / records[0].num_classes
-    scale = runs.config.scale
+    c = runs.config
     if runs.paper_model:
-        title = f"notebook 01, scale paper: fine-tuning at {scale.finetune_image_size} px"
+        title = f"notebook 01, scale paper: fine-tuning at {c.finetune_image_size} px"
     else:
-        title = (f"notebook 01, scale {scale.name}: {scale.dataset}, pre-training at {scale.image_size} px, "
+        title = (f"notebook 01, scale {c.scale.name}: {c.dataset}, pre-training at {c.image_size} px, "
                  f"fine-tuning at {'/'.join(str(r) for r in runs.config.finetune_resolutions)} px")
     return plot_curves(panels, runs.out / "curves.png", title=title, chance_top1=chance)
 
@@ -686,9 +704,9 @@ def findings(runs: Runs) -> dict:
 
 def plot_claims(runs: Runs, found: Sequence[dict]) -> Optional[Path]:
     """``claims.png``: every claim's arms, each seed a dot, the means with their 90% intervals."""
-    s = runs.config.scale
+    c = runs.config
     return draw_claims(found, runs.out / "claims.png",
-                       title=f"notebook 01, scale {s.name}: {s.dataset} at {s.image_size} px, {s.vit} vs {s.bit}")
+                       title=f"notebook 01, scale {c.scale.name}: {c.dataset} at {c.image_size} px, {c.vit} vs {c.bit}")
 
 __all__ = ["plot_claims", "findings", "settings_markdown", "lr_table", "NAME", "Config", "Transfer", "MAIN_PRESETS", "TRANSFER_PRESETS", "RunRecord", "Runs", "get_config", "run",
            "run_transfer", "run_paper", "table", "table_note", "claims", "transfer_claim", "claims_markdown", "plot",

@@ -1,33 +1,11 @@
-"""Notebooks 02 (Table 8) and 03 (class token vs GAP): verdicts and tables from hand-made run directories."""
-import json
-from pathlib import Path
-
+"""Notebook 02 (position embeddings, Table 8): verdicts, tables and configs from hand-made run directories."""
 import numpy as np
 import pytest
 
-from repro.experiments import FEWSHOT_FILE
-from repro.experiments import cls_vs_gap as gap_exp
 from repro.experiments import position_embeddings as pos_exp
-from repro.results import PAPER
+from repro.paper import PAPER
 
-
-def fake_run(run_dir: Path, *, fewshot: float, test: float, model="ViT-XXS/8", draws: int = 5) -> Path:
-    """A finished, probed run directory as ``train_and_probe`` leaves it, with made-up numbers (%); the held-out
-    top-1 is the test top-1."""
-    run_dir.mkdir(parents=True)
-    (run_dir / "config.json").write_text(json.dumps({"model": model, "model_overrides": {}, "dataset": "cifar10",
-                                                     "image_size": 32, "batch_size": 8, "steps": 10, "seed": 0}))
-    (run_dir / "final.json").write_text(json.dumps({"step": 10, "test": {"accuracy": test / 100, "loss": 1.0},
-                                                    "val": {"accuracy": test / 100, "loss": 1.0, "count": 1000},
-                                                    "train_seconds": 60.0}))
-    (run_dir / "env.json").write_text(json.dumps({"device_name": "test CPU"}))
-    (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
-        {"event": "start", "step": 0, "params": 150_000, "data_source": "embedded mini CIFAR-10"},
-        {"event": "train", "step": 10, "loss": 1.5, "accuracy": 0.4, "images_per_s": 120.0}]) + "\n")
-    points = [{"step": s, "fewshot": {"5": {"mean": fewshot - 10 + s, "std": 0.5, "per_seed": []}},
-               "classifier_test_top1": test - 10 + s} for s in (5, 10)]
-    (run_dir / FEWSHOT_FILE).write_text(json.dumps({"probe": {"seeds": list(range(draws))}, "points": points}))
-    return run_dir
+from fakes import fake_probed_run as fake_run
 
 
 # --- notebook 02: Table 8 ------------------------------------------------------------------------------
@@ -128,65 +106,13 @@ def test_configs_check_their_settings():
     gpu = pos_exp.get_config("gpu")
     assert gpu.grid == (8, 8) and len(gpu.seeds) == len(gpu.placement_seeds) == 3
     assert pos_exp.get_config("cpu", steps=200, lr=None).steps == 200
-    with pytest.raises(TypeError, match="unknown setting"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'stpes'"):
         pos_exp.get_config("cpu", stpes=200)
     with pytest.raises(ValueError, match="JFT"):
-        gap_exp.get_config("paper")
-    # The training fields carry this experiment's model and budget and the tanh pre-logits layer of its width.
-    from repro.experiments import train_fields
-    fields = train_fields(cpu.train_scale, "pretrain", "vit", data_dir=None, out_dir="runs", device="cpu")
-    assert (fields["model"], fields["steps"], fields["lr"]) == ("ViT-XXS/4", 900, 2e-3)
-    assert fields["model_overrides"]["representation_size"] == 64  # ViT-XXS: D = 64
-
-
-# --- notebook 03: class token vs GAP -------------------------------------------------------------------
-
-def make_gap_runs(tmp_path, values: dict, scale="cpu") -> gap_exp.Runs:
-    """Runs of notebook 03: ``values`` maps (pool, lr) to its final 5-shot top-1 (%) per seed."""
-    lrs = sorted({lr for _, lr in values})
-    seeds = max(len(v) for v in values.values())
-    runs = gap_exp.Runs(gap_exp.get_config(scale, seeds=list(range(seeds)), lrs=lrs), tmp_path)
-    for (pool, lr), per_seed in values.items():
-        for seed, v in enumerate(per_seed):
-            run_dir = fake_run(tmp_path / f"{pool}-{lr}-{seed}", fewshot=v, test=v + 3)  # held-out ranks like 5-shot
-            runs.records.append(gap_exp.RunRecord(pool, lr, seed, run_dir))
-    return runs
-
-
-def fig9_values(cls=(40.0, 50.0, 45.0), gap=(50.0, 44.0, 38.0)):
-    """Per lr (1e-3, 3e-3, 9e-3): a class token best at 3e-3 and GAP best at 1e-3, by default. The three seeds
-    scatter by +-0.3 points, in the opposite order at neighbouring lrs, so paired differences have a spread."""
-    lrs = (1e-3, 3e-3, 9e-3)
-    out = {}
-    for pool, means in (("cls", cls), ("gap", gap)):
-        for i, (lr, m) in enumerate(zip(lrs, means)):
-            out[(pool, lr)] = (m - 0.3, m, m + 0.3) if i % 2 == 0 else (m + 0.3, m, m - 0.3)
-    return out
-
-
-@pytest.mark.parametrize("cls, gap, expected", [
-    ((40.0, 50.0, 45.0), (50.0, 44.0, 38.0), (True, True)),    # the paper's picture
-    ((40.0, 50.0, 45.0), (44.0, 50.3, 38.0), (True, False)),   # GAP best at the class token's lr
-    ((40.0, 50.0, 45.0), (50.0, 49.8, 38.0), (True, None)),    # GAP's best lower, but the interval straddles 0
-    ((40.0, 50.0, 45.0), (46.0, 44.0, 38.0), (False, True)),   # GAP 4 points worse at its best
-])
-def test_cls_vs_gap_verdicts_follow_the_numbers(tmp_path, cls, gap, expected):
-    runs = make_gap_runs(tmp_path, fig9_values(cls, gap))
-    same, lr = gap_exp.claims(runs)
-    assert (same["holds"], lr["holds"]) == expected
-    assert "held-out choice: class token 0.003" in same["why"]
-    assert set(same["ours"]) == {"class token @ lr 0.003", f"GAP @ lr {gap_exp.best_lr(runs, 'gap'):g}"}
-
-
-def test_cls_vs_gap_table_curves_and_probe_steps(tmp_path):
-    runs = make_gap_runs(tmp_path, fig9_values())
-    table = gap_exp.table(runs)
-    assert len(table) == 6 and table["chosen on held-out"].sum() == 2
-    best = table[table["chosen on held-out"]].set_index("pool")["lr"]
-    assert best["class token"] == "0.003" and best["GAP"] == "0.001"
-    assert {"test top-1 (%)", "params (M)", "train images/s", "paper"} <= set(table.columns)
-    curves = gap_exp.curves(runs)
-    assert len(curves) == 6 * 3 * 2 and sorted(curves["step"].unique()) == [5, 10]
-    assert gap_exp.get_config("cpu").probe_steps == (150, 350)
-    smoke = gap_exp.get_config("smoke")
-    assert all(s % smoke.scale.log_every == 0 and 0 < s < smoke.steps for s in smoke.probe_steps)
+        pos_exp.get_config("paper")
+    # Each cell's run carries this experiment's model and budget, the tanh pre-logits layer of its width and the
+    # cell's position embedding; the probe reads the run's own data.
+    run = cpu.cell_run("2d", "every_layer", seed=1)
+    assert (run.model, run.steps, run.lr, run.seed, run.out_dir) == ("ViT-XXS/4", 900, 2e-3, 1, str(cpu.out / "runs"))
+    assert run.model_overrides == {"representation_size": 64, "pos_embed": "2d", "pos_embed_placement": "every_layer"}
+    assert (cpu.probe.dataset, cpu.probe.max_train, cpu.probe.max_test) == ("cifar10", 5000, None)

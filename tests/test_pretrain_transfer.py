@@ -1,33 +1,21 @@
-"""Experiment modules: claim verdicts and tables from hand-made run directories (no training)."""
-import json
+"""Notebook 01 (pre-training and transfer): claim verdicts, tables and configs from hand-made run directories."""
 from pathlib import Path
 
 import pytest
 
-from repro.experiments import SweepResult
 from repro.experiments import pretrain_transfer as exp
 from repro.experiments.pretrain_transfer import RunRecord, Runs
+from repro.experiments.probes import Probe
+from repro.experiments.sweeps import SweepResult
+
+from fakes import fake_run as fake_run_dir
 
 
 def fake_run(root: Path, name: str, *, model: str, test: float, val=None, image_size=32, lr=1e-3,
              source="local parquet /somewhere/data/cifar10") -> Path:
-    """A finished run directory as train() leaves it, with made-up numbers."""
-    run_dir = root / name
-    run_dir.mkdir(parents=True)
-    config = {"model": model, "model_overrides": {}, "dataset": "cifar10", "image_size": image_size, "lr": lr,
-              "batch_size": 8, "steps": 10, "seed": 0}
-    (run_dir / "config.json").write_text(json.dumps(config))
-    final = {"test": {"accuracy": test / 100, "loss": 1.0}, "train_seconds": 60.0}
-    if val is not None:
-        final["val"] = {"accuracy": val / 100, "loss": 1.0}
-    (run_dir / "final.json").write_text(json.dumps(final))
-    (run_dir / "env.json").write_text(json.dumps({"device_name": "test CPU"}))
-    (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
-        {"event": "start", "step": 0, "params": 1_500_000, "data_source": source},
-        {"event": "train", "step": 5, "loss": 2.0, "accuracy": 0.2, "images_per_s": 100.0},
-        {"event": "train", "step": 10, "loss": 1.5, "accuracy": 0.4, "images_per_s": 120.0},
-    ]) + "\n")
-    return run_dir
+    """A finished run of notebook 01 with made-up numbers: 1.5M parameters, two training windows."""
+    return fake_run_dir(root / name, model=model, test=test, val=val, image_size=image_size, lr=lr, data_source=source,
+                        params=1_500_000, images_per_s=(100.0, 120.0))
 
 
 def chosen(run_dir: Path, lr: float = 1e-3, heldout_images: int = 1000, extension_missing=None) -> SweepResult:
@@ -113,20 +101,23 @@ def test_config_and_entry_points():
     cpu = exp.get_config("cpu")
     assert cpu.finetune_resolutions == (48, 32) and cpu.decidable and cpu.seeds == (0, 1, 2)
     # The cpu main part departs from the cpu scale (MAIN_PRESETS) to fit 30 minutes; the other scales refit.
-    assert cpu.scale.vit == "ViT-XXS/4" and cpu.scale.pretrain_steps == 500 and not cpu.refit
+    vit, bit = cpu.pretrain["ViT"], cpu.pretrain["BiT"]
+    assert (vit.model, vit.lr, vit.steps, vit.warmup_steps) == ("ViT-XXS/4", 2e-3, 500, 50) and not cpu.refit
+    assert (bit.model, bit.lr, bit.steps) == ("R14x1", 1e-3, 500)  # the ViT's lr is its own
+    assert "representation_size" not in bit.model_overrides and vit.model_overrides == {"representation_size": 64}
+    high, low = cpu.finetunes
+    assert (high.image_size, low.image_size, high.steps, high.optimizer) == (48, 32, 100, "sgd")
     assert exp.get_config("smoke").refit and exp.get_config("paper").refit
     assert not exp.get_config("smoke").decidable and exp.get_config("cpu", seeds=[3, 4]).seeds == (3, 4)
     assert exp.get_config("paper").finetune_resolutions == (384,)
     with pytest.raises(ValueError, match="run_paper"):
-        exp.run("paper")
+        exp.run(exp.get_config("paper"))
     with pytest.raises(ValueError, match="checkpoint"):
         exp.run_paper(None)
 
 
 def test_probe_record_names_a_task_only_when_one_is_selected():
     """Probes recorded before the task selection existed still match a default Probe (no re-probing)."""
-    from repro.experiments import Probe
-
     assert set(Probe().record()) == {"dataset", "shots", "seeds", "max_train", "max_test", "embedded"}
     target = Probe(classes=(5, 6), train_part="target", target_size=100).record()
     assert target["classes"] == [5, 6] and target["train_part"] == "target" and target["target_size"] == 100
@@ -192,8 +183,14 @@ def test_transfer_part_by_scale():
     cpu = exp.get_config("cpu").transfer
     assert cpu.seeds == (0, 1, 2) and set(cpu.source_classes).isdisjoint(cpu.target_classes)
     assert cpu.source_task == "classes 0-4" and cpu.target_task == "classes 5-9, 1,000 labelled images"
-    scale = cpu.scale(exp.get_config("cpu").scale)
-    assert (scale.vit, scale.finetune_image_size, scale.finetune_steps) == ("ViT-XXS/4", 32, cpu.target_steps)
+    for family, model in (("ViT", "ViT-XXS/4"), ("BiT", "R14x1")):
+        source, tuned, scratch = cpu.source[family], cpu.finetune[family], cpu.scratch[family]
+        assert source.model == tuned.model == scratch.model == model and source.classes == (0, 1, 2, 3, 4)
+        assert (source.steps, source.warmup_steps, source.batch_size) == (200, 20, 128)
+        assert (tuned.image_size, tuned.steps, tuned.batch_size, tuned.optimizer) == (32, 100, 64, "sgd")
+        assert (scratch.steps, scratch.batch_size, scratch.warmup_steps, scratch.optimizer) == (100, 64, 10, "adamw")
+        assert tuned.classes == scratch.classes == (5, 6, 7, 8, 9) and tuned.max_train == scratch.max_train == 1000
+        assert tuned.heldout_size == scratch.heldout_size == 1000
     assert exp.get_config("paper").transfer is None
     assert exp.get_config("cpu", transfer_seeds=[]).transfer.seeds == ()
     assert exp.get_config("cpu", transfer_seeds=[5]).transfer.seeds == (5,)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from repro import create_model
 from repro import data as data_lib
-from repro.loader import DeviceLoader
+from repro.data.loader import DeviceLoader
 from repro.train import TrainConfig, autocast_context
 
 

@@ -118,7 +118,7 @@ def _evaluate_command(args) -> int:
 
     from . import data as data_lib
     from .checkpoints import load_checkpoint_meta, load_model
-    from .loader import DeviceLoader
+    from .data.loader import DeviceLoader
     from .train import TrainConfig, check_device, evaluate, resize_target
 
     check_device(args.device)

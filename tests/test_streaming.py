@@ -14,9 +14,9 @@ from PIL import Image
 
 from repro import data as data_lib
 from repro.data import DatasetInfo, normalize
+from repro.data.streaming import (StreamingLoader, count_samples, find_shards, make_shard_loaders, rank_shards,
+                                  read_samples, shard_lengths, write_shards)
 from repro.results import read_jsonl
-from repro.streaming import (StreamingLoader, count_samples, find_shards, make_shard_loaders, rank_shards,
-                             read_samples, shard_lengths, write_shards)
 from repro.train import TrainConfig, read_final, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,7 +103,7 @@ def test_resume_at_a_step_replays_the_same_batches(shards):
 
 def test_resume_skips_shards_it_no_longer_needs(shards, monkeypatch):
     """Resuming at the last batch of an epoch opens only the shards that still hold its samples."""
-    import repro.streaming as streaming
+    import repro.data.streaming as streaming
 
     opened = []
     real = streaming.read_samples
@@ -199,7 +199,7 @@ TORCHRUN_SCRIPT = """
 import json, sys
 from repro import data as data_lib
 from repro.train import TrainConfig, train, setup_distributed
-from repro.streaming import make_shard_loaders
+from repro.data.streaming import make_shard_loaders
 data_lib.register_dataset(data_lib.DatasetInfo("tiny_shards", "none/none", 4, test_split="validation",
                                                heldout_fraction=0.125, image_size=12))
 base, out = json.loads(sys.argv[1]), sys.argv[2]

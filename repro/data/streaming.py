@@ -1,6 +1,6 @@
 """Streaming batches from webdataset-style tar shards: ``StreamingLoader``, for ImageNet-size data under torchrun.
 
-``repro.loader.DeviceLoader`` keeps a whole decoded split on every rank's
+``repro.data.loader.DeviceLoader`` keeps a whole decoded split on every rank's
 device; ImageNet-1k at 224 px is ~190 GB decoded, so the ``paper`` scale reads
 it instead from tar shards as published for timm (``timm/imagenet-1k-wds``:
 ``imagenet1k-train-0000.tar`` ... ``imagenet1k-validation-0063.tar`` and an
@@ -25,7 +25,7 @@ How an epoch is made (train):
 3. DataLoader worker processes decode, augment and stack the batches: worker
    w of n makes batches w, w + n, w + 2n ... of the rank's epoch, which the
    DataLoader hands back in order. Decoding uses PIL; the Inception crop draws
-   its box with ``repro.loader.inception_crop_boxes`` (area 5-100%, aspect
+   its box with ``repro.data.loader.inception_crop_boxes`` (area 5-100%, aspect
    3/4-4/3, the official pipeline's fallback to the whole image), from a
    generator seeded by (seed, epoch, sample), then resizes the box straight to
    the output size and flips with probability 1/2. Evaluation resizes the
@@ -74,13 +74,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .config import ImageSize
-from .data.decode import as_hw, normalize
-from .data.registry import get_info
-from .data.seeding import (TAG_BUFFER, TAG_HELDOUT_SHARDS, TAG_SAMPLE_AUG, TAG_SHARD_ORDER, derive_seed,
-                           seeded_generator)
-from .data.sources import DataError, DatasetNotFoundError
+from ..config import ImageSize
+from .decode import as_hw, normalize
 from .loader import StepLoader, check_loader_args, inception_crop_boxes
+from .registry import get_info
+from .seeding import (TAG_BUFFER, TAG_HELDOUT_SHARDS, TAG_SAMPLE_AUG, TAG_SHARD_ORDER, derive_seed,
+                           seeded_generator)
+from .sources import DataError, DatasetNotFoundError
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")  # the first one a sample holds is its image
 LABEL_EXTENSION = "cls"
@@ -511,7 +511,7 @@ def shard_folder(dataset: str, data_dir: Union[str, os.PathLike, None] = None) -
         f"no tar shards of {dataset!r} ({' / '.join(f'*-{s}-*.tar' for s in split.split('+'))}) found "
         f"(tried: {'; '.join(tried)}). Fix: put the webdataset shards there, e.g. `huggingface-cli download "
         f"--repo-type dataset timm/imagenet-1k-wds --local-dir $REPRO_DATA_DIR/imagenet1k`, or write them with "
-        f"repro.streaming.write_shards; or use data_format='decoded'")
+        f"repro.data.streaming.write_shards; or use data_format='decoded'")
 
 
 def default_num_workers() -> int:

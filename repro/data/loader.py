@@ -31,9 +31,9 @@ from typing import Iterator, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from .config import ImageSize
-from .data.decode import ImageArrays, as_hw, normalize
-from .data.seeding import TAG_AUG, TAG_EPOCH, seeded_generator
+from ..config import ImageSize
+from .decode import ImageArrays, as_hw, normalize
+from .seeding import TAG_AUG, TAG_EPOCH, seeded_generator
 
 CROP_KINDS = ("pad", "inception", "none")
 # Inception crop (official input pipeline, tf.image.sample_distorted_bounding_box settings).

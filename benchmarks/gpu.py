@@ -9,7 +9,7 @@
     ``PEAK_BF16_TFLOPS`` by device name (vendor data sheets, dense, no sparsity) or ``--peak-tflops``.
 (b) Time to accuracy: the ``gpu``-scale ViT (``repro.scales.SCALES["gpu"].run_config``, any TrainConfig field via
     ``--set key=value``) trained from scratch by ``repro.train.train`` on all 50,000 CIFAR-10 training
-    images, data resident on the GPU (``repro.loader.DeviceLoader``), the test split evaluated every
+    images, data resident on the GPU (``repro.data.loader.DeviceLoader``), the test split evaluated every
     ``--eval-every`` steps. Training seconds exclude evaluation time (``_common.run_engine``). It stops
     when the test top-1 reaches the last target (94%) or once ``--budget-s`` training seconds are spent.
 

@@ -3,7 +3,7 @@
 1. ours vs timm: images/s of one training step of the same ViT at the same batch
    (weights copied, so the work is identical); the ratio is what to compare.
 2. input pipeline overhead: images/s of the full step with batches cut and
-   augmented by ``repro.loader.DeviceLoader`` from real data, vs the same step on a
+   augmented by ``repro.data.loader.DeviceLoader`` from real data, vs the same step on a
    synthetic batch that is already on the device.
 
     python benchmarks/throughput.py --model ViT-XS/4 --batch 128 --steps 20
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from repro import create_model
 from repro import data as data_lib
-from repro.loader import DeviceLoader
+from repro.data.loader import DeviceLoader
 from repro.runconfig import TrainConfig
 from repro.runtime import autocast_context
 

@@ -19,7 +19,7 @@ import torch
 
 from . import data as data_lib
 from .checkpoints import load_checkpoint_meta, load_model
-from .loader import DeviceLoader
+from .data.loader import DeviceLoader
 from .reproduce import NotebookFailed, run_notebooks
 from .runconfig import TrainConfig
 from .rundir import read_final, RunDirBusy

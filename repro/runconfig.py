@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from .checkpoints import recorded_weights_digest, resolve_checkpoint_path, weights_digest
-from .data import TRAIN_PARTS, get_info
+from .data import get_info, TARGET_SIZE, TRAIN_PARTS
 from .recipes import FINETUNE_TRAINING
 from .runtime import check_device_name
 
@@ -54,8 +54,8 @@ class TrainConfig:
     max_test: Optional[int] = None
     classes: Optional[tuple] = None   # keep these classes only, relabelled 0..k-1 (a source or target task)
     train_part: Optional[str] = None  # source | target: the rest, or a fixed balanced target_size of the train set
-    target_size: int = 5000           # images in the target part (train_part only)
-    data_format: str = "decoded"      # decoded (whole split on each device) | shards (tar shards, repro.streaming)
+    target_size: int = TARGET_SIZE    # images in the target part (train_part only)
+    data_format: str = "decoded"      # decoded (whole split on each device) | shards (tar shards, repro.data.streaming)
     crop: str = "pad"                 # pad (CIFAR-style, crop_padding px) | inception (official, area 5-100%) | none
     crop_padding: int = 4
     flip: bool = True
@@ -176,7 +176,7 @@ class TrainConfig:
     # Fields that change where a run is written, how often it logs or how fast it runs, not what it computes.
     NOT_IDENTITY = ("out_dir", "run_name", "log_every", "checkpoint_every", "compile", "device")
 
-    LATER_FIELDS = {"data_format": "decoded", "classes": None, "train_part": None, "target_size": 5000,
+    LATER_FIELDS = {"data_format": "decoded", "classes": None, "train_part": None, "target_size": TARGET_SIZE,
                     "heldout_size": None, "keep_best": False}
 
     def identity_fields(self) -> dict:

@@ -136,7 +136,7 @@ def _paper_scale() -> Scale:
         name="paper", description="the paper's settings: ViT-B/16 224 -> 384 px, multi-GPU via torchrun",
         finetune_lrs=fine.lr_grid,
         common=dict(dataset=pre.dataset, eval_every=5000, log_every=100),
-        # "shards": webdataset tar shards streamed under torchrun (repro.streaming), for ImageNet-size sets.
+        # "shards": webdataset tar shards streamed under torchrun (repro.data.streaming), for ImageNet-size sets.
         pretrain=dict(image_size=pre.image_size, batch_size=pre.batch_size, steps=pre.steps(),
                       warmup_steps=pre.warmup_steps, lr=pre.lr, weight_decay=pre.weight_decay,
                       schedule=pre.schedule, grad_clip=pre.grad_clip, crop="inception", data_format="shards"),

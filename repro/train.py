@@ -40,7 +40,7 @@ from . import data as data_lib
 from .checkpoints import check_checkpoint_file, load_checkpoint
 from .checkpoints import save_checkpoint as save_weights
 from .fileio import check_writable
-from .loader import DeviceLoader
+from .data.loader import DeviceLoader
 from .models import create_model
 from .mpp import build_mpp_model, evaluate_mpp, mpp_objective, save_mpp_head
 from .runconfig import TrainConfig
@@ -187,7 +187,7 @@ def preflight(cfg: TrainConfig, run_dir: Path) -> Optional["data_lib.Source"]:
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 locks for all ranks; others would see it busy
         RunDirLock.check_free(run_dir)
     if cfg.data_format == "shards":
-        from .streaming import shard_folder
+        from .data.streaming import shard_folder
         shard_folder(cfg.dataset, cfg.data_dir)  # raises DatasetNotFoundError when there are no shards
         return None
     return data_lib.resolve_source(cfg.dataset, cfg.data_dir)
@@ -297,7 +297,7 @@ def _prepare(cfg: TrainConfig, run_dir: Path, dist: Distributed, device: torch.d
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if cfg.data_format == "shards":  # ImageNet-size sets: each rank streams its own tar shards
-        from .streaming import make_shard_loaders  # webdataset is imported only where shards are read
+        from .data.streaming import make_shard_loaders  # webdataset is imported only where shards are read
         train_loader, eval_loaders, data_source = make_shard_loaders(cfg, device, dist.rank, dist.world_size)
     else:
         splits = decode_splits(cfg, source)

@@ -18,6 +18,9 @@ import torch
 from PIL import Image
 
 import repro.data as data
+import repro.data.decode as data_decode
+import repro.data.sources as data_sources
+import repro.data.splits as data_splits
 import repro.fileio as fileio
 from repro.checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from repro.cli import main as cli_main
@@ -38,7 +41,7 @@ def _offline(tmp_path, monkeypatch):
     """No hub, no REPRO_DATA_DIR, a cache of this test's own."""
     monkeypatch.delenv("REPRO_DATA_DIR", raising=False)
     monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "_hub_source", lambda info: (None, "hub disabled in tests"))
+    monkeypatch.setattr(data_sources, "_hub_source", lambda info: (None, "hub disabled in tests"))
 
 
 def tiny(tmp_path, **kw) -> TrainConfig:
@@ -224,7 +227,7 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path, damage):
 
 def test_disk_full_while_writing_the_cache(tmp_path, monkeypatch):
     root = parquet_dir(tmp_path / "d")
-    monkeypatch.setattr(data, "_open_for_write", lambda path: open("/dev/full", "wb", buffering=0))
+    monkeypatch.setattr(data_decode, "_open_for_write", lambda path: open("/dev/full", "wb", buffering=0))
     with pytest.raises(NoSpaceError, match="no space left on device while writing the decode cache"):
         load_split("cifar10", "train", data_dir=root)
     assert list((tmp_path / "cache" / "decoded").iterdir()) == []  # no hidden sparse file, no partial entry
@@ -327,7 +330,7 @@ def test_bad_model_or_data_is_reported_before_decoding_and_leaves_no_run_dir(tmp
     def no_decoding(*a, **k):
         raise AssertionError("decoded before the config was checked")
 
-    monkeypatch.setattr(data, "load_split", no_decoding)
+    monkeypatch.setattr(data_splits, "load_split", no_decoding)
     with pytest.raises((ValueError, TypeError, FileNotFoundError), match=words):
         train(tiny(tmp_path, **kw), progress=False)
     assert not (tmp_path / "runs").exists()

@@ -17,10 +17,12 @@ import torch
 from PIL import Image
 
 import repro.data as data
+import repro.data.decode as data_decode
+import repro.data.sources as data_sources
 from repro.data import (DATASETS, DatasetNotFoundError, balanced_subset, get_datasets, load_split,
                         resolve_source, split_heldout)
 
-_REAL_HUB_SOURCE = data._hub_source
+_REAL_HUB_SOURCE = data_sources._hub_source
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +38,7 @@ def _offline_isolated(tmp_path, monkeypatch):
         calls.append(info.name)
         return None, "hub disabled in tests"
 
-    monkeypatch.setattr(data, "_hub_source", no_hub)
+    monkeypatch.setattr(data_sources, "_hub_source", no_hub)
     return calls
 
 
@@ -171,7 +173,7 @@ def test_hub_dataset_is_decoded(monkeypatch):
                                       features=feats)
         for s in ("train", "test")
     })
-    monkeypatch.setattr(data, "_hub_source", lambda info: (data.Source("hub", info.hub_id, f"hub {info.hub_id}", dd), ""))
+    monkeypatch.setattr(data_sources, "_hub_source", lambda info: (data.Source("hub", info.hub_id, f"hub {info.hub_id}", dd), ""))
     out = load_split("cifar10", "test")
     assert out.source == "hub uoft-cs/cifar10"
     assert torch.equal(out.images, torch.from_numpy(np.stack(imgs)))
@@ -278,7 +280,7 @@ def test_cache_is_hit_second_time(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(data, "_decode_one", boom)
+    monkeypatch.setattr(data_decode, "_decode_one", boom)
     again = load_split("cifar10", "train", data_dir=tmp_path / "d")
     assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
     assert list((tmp_path / "cache" / "decoded").glob(".*tmp")) == []  # no temp files left behind

@@ -1,4 +1,4 @@
-"""repro.loader: device-side batches, pure functions of (seed, step); pad-and-crop and Inception crops."""
+"""repro.data.loader: device-side batches, pure functions of (seed, step); pad-and-crop and Inception crops."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 import repro.data as data
 from repro.data import normalize
-from repro.loader import DeviceLoader, inception_crop_boxes
+from repro.data.loader import DeviceLoader, inception_crop_boxes
 
 
 def pattern(k: int, h: int = 8, w: int = 8) -> np.ndarray:

@@ -52,7 +52,7 @@ def test_paper_scale_comes_from_the_tables():
         (pre.lr, pre.weight_decay, pre.schedule, pre.grad_clip, pre.batch_size, pre.warmup_steps, pre.steps(), 224,
          "inception")
     assert run.model_overrides == {"representation_size": 768, "dropout": 0.1}
-    assert run.data_format == "shards"  # ImageNet streams from tar shards (repro.streaming)
+    assert run.data_format == "shards"  # ImageNet streams from tar shards (repro.data.streaming)
     assert run.data_image_size == 224  # decoded at the model's resolution (images differ in size)
     ft = paper.run_config("finetune", "vit")
     assert (ft.steps, ft.batch_size, ft.warmup_steps, ft.image_size, ft.crop, ft.data_image_size) == \

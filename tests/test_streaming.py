@@ -15,8 +15,8 @@ from PIL import Image
 from repro import data as data_lib
 from repro.data import DatasetInfo, normalize
 from repro.fileio import read_jsonl
-from repro.streaming import (StreamingLoader, count_samples, find_shards, make_shard_loaders, rank_shards,
-                             read_samples, shard_lengths, write_shards)
+from repro.data.streaming import (StreamingLoader, count_samples, find_shards, make_shard_loaders, rank_shards,
+                                  read_samples, shard_lengths, write_shards)
 from repro.runconfig import TrainConfig
 from repro.rundir import read_final
 from repro.train import train
@@ -105,7 +105,7 @@ def test_resume_at_a_step_replays_the_same_batches(shards):
 
 def test_resume_skips_shards_it_no_longer_needs(shards, monkeypatch):
     """Resuming at the last batch of an epoch opens only the shards that still hold its samples."""
-    import repro.streaming as streaming
+    import repro.data.streaming as streaming
 
     opened = []
     real = streaming.read_samples
@@ -203,7 +203,7 @@ from repro import data as data_lib
 from repro.runconfig import TrainConfig
 from repro.runtime import setup_distributed
 from repro.train import train
-from repro.streaming import make_shard_loaders
+from repro.data.streaming import make_shard_loaders
 data_lib.register_dataset(data_lib.DatasetInfo("tiny_shards", "none/none", 4, test_split="validation",
                                                heldout_fraction=0.125, image_size=12))
 base, out = json.loads(sys.argv[1]), sys.argv[2]

@@ -251,7 +251,7 @@ def official_model(path):
 
 def _test_images(dataset: str, data_dir: Optional[str], count: int, image_size: tuple[int, int]):
     """``count`` class-balanced test images (seed 0), (B, 3, H, W) in [-1, 1] at the model's size (resized
-    bilinearly with antialiasing, as ``repro.loader`` does, when it differs)."""
+    bilinearly with antialiasing, as ``repro.data.loader`` does, when it differs)."""
 
     test = load_split(dataset, "test", source=resolve_source(dataset, data_dir))
     idx = balanced_subset(test.labels, min(count, len(test)), seed=0) if count < len(test) else slice(None)

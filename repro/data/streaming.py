@@ -1,6 +1,6 @@
 """Streaming batches from webdataset-style tar shards: ``StreamingLoader``, for ImageNet-size data under torchrun.
 
-``repro.loader.DeviceLoader`` keeps a whole decoded split on every rank's
+``repro.data.loader.DeviceLoader`` keeps a whole decoded split on every rank's
 device; ImageNet-1k at 224 px is ~190 GB decoded, so the ``paper`` scale reads
 it instead from tar shards as published for timm (``timm/imagenet-1k-wds``:
 ``imagenet1k-train-0000.tar`` ... ``imagenet1k-validation-0063.tar`` and an
@@ -25,7 +25,7 @@ How an epoch is made (train):
 3. DataLoader worker processes decode, augment and stack the batches: worker
    w of n makes batches w, w + n, w + 2n ... of the rank's epoch, which the
    DataLoader hands back in order. Decoding uses PIL; the Inception crop draws
-   its box with ``repro.loader.inception_crop_boxes`` (area 5-100%, aspect
+   its box with ``repro.data.loader.inception_crop_boxes`` (area 5-100%, aspect
    3/4-4/3, the official pipeline's fallback to the whole image), from a
    generator seeded by (seed, epoch, sample), then resizes the box straight to
    the output size and flips with probability 1/2. Evaluation resizes the
@@ -74,17 +74,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .config import ImageSize
-from .data import DataError, DatasetNotFoundError, _as_hw, _derive_seed, _generator, get_info, normalize
+from ..config import ImageSize
+from .decode import as_hw, normalize
 from .loader import StepLoader, check_loader_args, inception_crop_boxes
+from .registry import get_info
+from .seeding import (TAG_BUFFER, TAG_HELDOUT_SHARDS, TAG_SAMPLE_AUG, TAG_SHARD_ORDER, derive_seed,
+                           seeded_generator)
+from .sources import DataError, DatasetNotFoundError
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")  # the first one a sample holds is its image
 LABEL_EXTENSION = "cls"
 INFO_FILE = "_info.json"  # timm's wds layout: {"splits": {split: {"filenames": [...], "shard_lengths": [...]}}}
 DEFAULT_SHUFFLE_BUFFER = 8192  # samples; timm's WDS_SHUFFLE_SIZE
-
-# Random streams of their own (repro.data's tags are 1-4).
-_TAG_SHARD_ORDER, _TAG_BUFFER, _TAG_SAMPLE_AUG, _TAG_HELDOUT_SHARDS = 31, 32, 33, 34
 
 
 # --------------------------------------------------------------------------- reading and writing shards
@@ -271,7 +272,7 @@ def rank_shards(num_shards: int, *, train: bool, seed: int, epoch: int, rank: in
     """Indices of the shards rank ``rank`` reads in ``epoch``, in reading order: a permutation seeded by
     (seed, epoch) at train, the sorted order at eval; then every ``world_size``-th from ``rank``."""
     if train:
-        order = torch.randperm(num_shards, generator=_generator(seed, _TAG_SHARD_ORDER, epoch)).tolist()
+        order = torch.randperm(num_shards, generator=seeded_generator(seed, TAG_SHARD_ORDER, epoch)).tolist()
     else:
         order = list(range(num_shards))
     return order[rank::world_size]
@@ -299,7 +300,7 @@ class _Transform:
                 im = im.resize((out_w, out_h), Image.BILINEAR)
             return _to_chw(im)
         # One generator per (seed, epoch, sample): the crop of a sample does not depend on who decodes it.
-        g = _generator(self.seed, _TAG_SAMPLE_AUG, epoch, sample)
+        g = seeded_generator(self.seed, TAG_SAMPLE_AUG, epoch, sample)
         if self.crop == "inception":
             top, left, ch, cw = inception_crop_boxes(1, im.height, im.width, g)[0].tolist()
             # Crop and resize in one resampling step, straight to the output size (PIL: antialiased bilinear).
@@ -410,7 +411,7 @@ class StreamingLoader(StepLoader):
         self.train, self.seed, self.num_classes, self.name, self.split = train, seed, num_classes, name, split
         self.rank, self.world_size = rank, world_size
         self.num_workers, self.shuffle_buffer = num_workers, shuffle_buffer
-        self.transform = _Transform(_as_hw(image_size), train, crop, int(crop_padding), bool(flip) and train, seed)
+        self.transform = _Transform(as_hw(image_size), train, crop, int(crop_padding), bool(flip) and train, seed)
         self._stream_epoch: Optional[int] = None
         self._stream: Optional[np.ndarray] = None
         self._read_order: list[int] = []
@@ -442,7 +443,7 @@ class StreamingLoader(StepLoader):
                                 world_size=self.world_size)
             read = [g for s in order for g in range(int(self.offsets[s]), int(self.offsets[s + 1]))]
             if self.train:
-                rng = random.Random(_derive_seed(self.seed, _TAG_BUFFER, epoch, self.rank))
+                rng = random.Random(derive_seed(self.seed, TAG_BUFFER, epoch, self.rank))
                 read = buffer_shuffle(read, self.shuffle_buffer, rng)[:self.steps_per_epoch * self.local_batch_size]
             self._stream, self._read_order, self._stream_epoch = np.asarray(read, dtype=np.int64), order, epoch
         return self._stream
@@ -510,7 +511,7 @@ def shard_folder(dataset: str, data_dir: Union[str, os.PathLike, None] = None) -
         f"no tar shards of {dataset!r} ({' / '.join(f'*-{s}-*.tar' for s in split.split('+'))}) found "
         f"(tried: {'; '.join(tried)}). Fix: put the webdataset shards there, e.g. `huggingface-cli download "
         f"--repo-type dataset timm/imagenet-1k-wds --local-dir $REPRO_DATA_DIR/imagenet1k`, or write them with "
-        f"repro.streaming.write_shards; or use data_format='decoded'")
+        f"repro.data.streaming.write_shards; or use data_format='decoded'")
 
 
 def default_num_workers() -> int:
@@ -540,7 +541,7 @@ def make_shard_loaders(cfg: Any, device: torch.device, rank: int = 0, world_size
     splits = {"train": train_files}
     if cfg.heldout:
         n_held = max(1, round(len(train_files) * info.heldout_fraction))
-        perm = torch.randperm(len(train_files), generator=_generator(cfg.seed, _TAG_HELDOUT_SHARDS)).tolist()
+        perm = torch.randperm(len(train_files), generator=seeded_generator(cfg.seed, TAG_HELDOUT_SHARDS)).tolist()
         held = set(perm[:n_held])
         splits = {"train": [p for i, p in enumerate(train_files) if i not in held],
                   "val": [p for i, p in enumerate(train_files) if i in held]}

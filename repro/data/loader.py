@@ -31,8 +31,9 @@ from typing import Iterator, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from .config import ImageSize
-from .data import _TAG_AUG, _TAG_EPOCH, ImageArrays, _as_hw, _generator, normalize
+from ..config import ImageSize
+from .decode import ImageArrays, as_hw, normalize
+from .seeding import TAG_AUG, TAG_EPOCH, seeded_generator
 
 CROP_KINDS = ("pad", "inception", "none")
 # Inception crop (official input pipeline, tf.image.sample_distorted_bounding_box settings).
@@ -117,7 +118,7 @@ class DeviceLoader(StepLoader):
         self.batch_size, self.local_batch_size = batch_size, batch_size // world_size
         self.train, self.seed = train, seed
         self.crop, self.crop_padding, self.flip = crop, int(crop_padding), bool(flip)
-        self.image_size = _as_hw(image_size)
+        self.image_size = as_hw(image_size)
         self.rank, self.world_size = rank, world_size
         self.drop_last = train if drop_last is None else drop_last
         h, w = self.images.shape[-2:]
@@ -139,7 +140,7 @@ class DeviceLoader(StepLoader):
         """(N,) row order of `epoch` on the device; cached, recomputed when the epoch changes."""
         if self._perm_epoch != epoch:
             if self.train:
-                perm = torch.randperm(self.num_examples, generator=_generator(self.seed, _TAG_EPOCH, epoch))
+                perm = torch.randperm(self.num_examples, generator=seeded_generator(self.seed, TAG_EPOCH, epoch))
             else:
                 perm = torch.arange(self.num_examples)
             self._perm, self._perm_epoch = perm.to(self.device), epoch
@@ -184,7 +185,7 @@ class DeviceLoader(StepLoader):
         """Random crop (reflection padding) and flip of rows `idx`, one gather, still uint8."""
         h, w = self.images.shape[-2:]
         p = self.crop_padding if self.crop == "pad" else 0
-        g = _generator(self.seed, _TAG_AUG, int(step))
+        g = seeded_generator(self.seed, TAG_AUG, int(step))
         # Drawn for the whole global batch, then sliced, so ranks agree with world_size=1.
         offs = torch.randint(0, 2 * p + 1, (global_b, 2), generator=g)[lo:hi]  # (b, 2) top, left in padded image
         flips = self._flips(g, global_b, lo, hi)
@@ -202,7 +203,7 @@ class DeviceLoader(StepLoader):
         """Inception-style random-resized crop + flip of rows `idx`: float (b, 3, out_h, out_w) in [-1, 1]."""
         h, w = self.images.shape[-2:]
         out_h, out_w = self.image_size or (h, w)
-        g = _generator(self.seed, _TAG_AUG, int(step))
+        g = seeded_generator(self.seed, TAG_AUG, int(step))
         boxes = inception_crop_boxes(global_b, h, w, g)[lo:hi]  # (b, 4) top, left, height, width in pixels
         flips = self._flips(g, global_b, lo, hi)
         top, left, ch, cw = boxes.unbind(1)

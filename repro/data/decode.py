@@ -1,34 +1,13 @@
-"""Named image-classification datasets, decoded once into uint8 tensors, served as device-side batches.
-
-The pipeline, in the order a training run uses it:
-
-1. ``DATASETS`` names each dataset the paper uses (Sec. 4.1) with its Hugging
-   Face hub id, columns, splits and the held-out fraction of App. B (10% for
-   Pets and Flowers, 2% for CIFAR, 1% for ImageNet).
-2. ``resolve_source`` finds the files: an explicit ``data_dir``, then
-   ``$REPRO_DATA_DIR/<name>`` (in the layouts ``huggingface-cli download``
-   writes, or an image folder), then the hub through ``datasets.load_dataset``.
-   Not found is an error naming the download command; the mini CIFAR-10
-   embedded in the package is used only when asked for (``data_dir="embedded"``).
-3. ``load_split`` decodes a split once with PIL into a ``(N, 3, H, W)`` uint8
-   tensor and caches it on disk as ``.npy`` (size and checksum recorded in its
-   ``.json`` and checked on open); later calls memory-map the cache. Parquet
-   is read with pyarrow batch by batch rather than through
-   ``datasets.load_dataset("parquet")``, which would first copy every file
-   into a second Arrow cache on disk before we decode it once anyway.
-4. ``split_heldout`` / ``get_datasets`` carve the held-out validation set out of
-   the training set (hyper-parameters are chosen on it, never on the test set).
-5. ``repro.loader.DeviceLoader`` keeps the whole uint8 tensor on the device and
-   builds each batch with tensor ops only (gather, random crop, flip, resize,
-   normalise to [-1, 1]); its batch at a global step is a pure function of
-   ``(seed, step)``.
-
-Departures from the paper's input pipeline (BiT pre-processing, Kolesnikov et
-al. 2020): images are decoded (and, when asked, resized) once, not per step;
-the random crops of ``repro.loader`` then work on the decoded pixels. The local CIFAR-10 copy in this
-environment is the JPEG-compressed one (quality ~75), so accuracies on it run a
-little under those on the original PNGs.
-"""
+"""Decoding a split once: ``load_split`` decodes it with PIL into a ``(N, 3, H, W)`` uint8 tensor (``ImageArrays``)
+and caches it on disk as ``.npy`` under ``default_cache_dir()`` (size and checksum recorded in its ``.json`` and
+checked on open; later calls memory-map the cache); ``content_checksum`` and ``fingerprint`` identify the decoded
+data, ``local_split_size`` counts a local split without decoding, and ``normalize`` / ``denormalize`` give the
+pixel convention ([-1, 1]). Parquet is read with pyarrow batch by batch rather than through
+``datasets.load_dataset("parquet")``, which would first copy every file into a second Arrow cache on disk before
+we decode it once anyway. Departure from the paper's input pipeline (BiT pre-processing, Kolesnikov et al. 2020):
+images are decoded (and, when asked, resized) once, not per step; the random crops of ``repro.data.loader`` then
+work on the decoded pixels. The local CIFAR-10 copy in this environment is the JPEG-compressed one (quality ~75),
+so accuracies on it run a little under those on the original PNGs."""
 from __future__ import annotations
 
 import contextlib
@@ -36,334 +15,27 @@ import hashlib
 import io
 import json
 import os
-import socket
 import uuid
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
 
-from .progress import lines_mode
-from .config import ImageSize, to_2tuple
-from .fileio import NoSpaceError, atomic_write, is_no_space
+from ..config import ImageSize, to_2tuple
+from ..fileio import NoSpaceError, atomic_write, is_no_space
+from ..progress import lines_mode
+from .registry import DatasetInfo, get_info
+from .sources import (DataError, DatasetNotFoundError, Source, download_command, local_source, parquet_files,
+                      resolve_source, split_parts)
 
 # Bump when the decoded bytes for the same inputs would change (resize filter,
 # layout of the cache files ...), so stale caches are never read.
 CACHE_VERSION = 2
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
-
-EMBEDDED_DIR = Path(__file__).resolve().parent / "_data"
-
-
-# --------------------------------------------------------------------------- registry
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What the loader needs to know about one named dataset.
-
-    ``train_split`` / ``test_split`` are the split names in the hub's (and the
-    local parquet's) layout; ``"a+b"`` concatenates splits. ``image_size`` is the
-    resolution a run uses by default (the native size for CIFAR, the paper's 224
-    for the others); ``load_split`` itself keeps native sizes unless asked.
-    """
-
-    name: str
-    hub_id: str
-    num_classes: int
-    image_column: str = "img"
-    label_column: str = "label"
-    train_split: str = "train"
-    test_split: str = "test"
-    heldout_fraction: float = 0.10
-    image_size: int = 224
-    embedded: Optional[str] = None  # folder under repro/_data holding a mini copy
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    d.name: d
-    for d in (
-        # App. B.1.1: 2% of CIFAR's training set is held out (official train[:98%]).
-        DatasetInfo("cifar10", "uoft-cs/cifar10", 10, "img", "label", image_size=32, embedded="cifar10_mini",
-                    heldout_fraction=0.02),
-        DatasetInfo("cifar100", "uoft-cs/cifar100", 100, "img", "fine_label", image_size=32,
-                    heldout_fraction=0.02),
-        # timm's copy: the official trainval (3680) / test (3669) split, 37 breeds.
-        DatasetInfo("oxford_iiit_pet", "timm/oxford-iiit-pet", 37, "image", "label"),
-        # Unsure: no canonical hub copy. This one mirrors TFDS (train 1020 /
-        # validation 1020 / test 6149); BiT and ViT train on train+validation.
-        DatasetInfo("oxford_flowers102", "dpdl-benchmark/oxford_flowers102", 102, "image", "label",
-                    train_split="train+validation"),
-        # Gated on the hub (accept the licence and log in first). Its "test"
-        # split has no labels, so the paper's ImageNet "test" is the validation set.
-        DatasetInfo("imagenet1k", "ILSVRC/imagenet-1k", 1000, "image", "label",
-                    test_split="validation", heldout_fraction=0.01),
-    )
-}
-
-
-def register_dataset(info: DatasetInfo) -> None:
-    """Add (or replace) a named dataset, e.g. a custom image folder with its class count."""
-    DATASETS[info.name] = info
-
-
-def get_info(name: str) -> DatasetInfo:
-    """The registry entry for `name`; a ValueError lists the known names."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)} "
-                         "(add one with repro.data.register_dataset)") from None
-
-
-# --------------------------------------------------------------------------- finding the data
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """No copy of a dataset was found by any of the ways ``resolve_source`` tries."""
-
-
-class DataError(ValueError):
-    """A dataset's files are there but unusable (corrupt file, a row that is no image, bad labels); names file and fix."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a dataset's files come from.
-
-    kind: "parquet" (hub schema on disk), "imagefolder", "hub" or "embedded"
-    (the package's mini copy, parquet). ``location`` is the folder (absolute,
-    for this machine only) or hub id; ``root`` and ``path`` say the same
-    portably: ``root`` is "$REPRO_DATA_DIR", "data_dir", "hub" or "embedded"
-    and ``path`` the folder relative to it (or the hub id). ``description`` is
-    the human-readable, portable provenance stored in every
-    ``ImageArrays.source``. ``handle`` holds the loaded ``datasets.DatasetDict``
-    for the hub kind.
-    """
-
-    kind: str
-    location: str
-    description: str
-    handle: Any = field(default=None, compare=False, repr=False)
-    root: str = ""
-    path: str = ""
-
-    def record(self) -> dict:
-        """The portable record of this source (no absolute path), e.g. for a run's metrics.jsonl."""
-        return {"kind": self.kind, "root": self.root, "path": self.path, "description": self.description}
-
-
-def _split_parts(split: str) -> list[str]:
-    return [s for s in split.split("+") if s]
-
-
-def _candidate_dirs(root: Path) -> list[Path]:
-    """Folders that may hold a split's parquet files, in the order they are tried.
-
-    ``root`` itself, then ``data/`` (``huggingface-cli download`` of e.g.
-    timm/oxford-iiit-pet), then every other visible sub-folder: the hub's
-    config folders (``plain_text/`` of uoft-cs/cifar10, ``cifar100/`` of
-    uoft-cs/cifar100). Hidden folders (the ``.cache/`` that
-    ``huggingface-cli download --local-dir`` leaves) are skipped.
-    """
-    dirs = [root]
-    if (root / "data").is_dir():
-        dirs.append(root / "data")
-    with contextlib.suppress(OSError):
-        dirs += sorted(p for p in root.iterdir()
-                       if p.is_dir() and not p.name.startswith(".") and p.name != "data")
-    return dirs
-
-
-def _parquet_files(root: Path, split: str) -> list[Path]:
-    """Parquet files of one split in the hub's layouts, first layout that matches wins.
-
-    In each of ``_candidate_dirs(root)``: ``<split>.parquet``,
-    ``<split>-*.parquet`` (``train-00000-of-00001.parquet``) or
-    ``<split>/*.parquet``.
-    """
-    for d in _candidate_dirs(root):
-        for pattern in (f"{split}.parquet", f"{split}-*.parquet", f"{split}/*.parquet"):
-            files = sorted(d.glob(pattern))
-            if files:
-                return files
-    return []
-
-
-def _has_image_folder(root: Path, split: str) -> bool:
-    d = root / split
-    return d.is_dir() and any(p.is_dir() for p in d.iterdir())
-
-
-def _local_kind(root: Path, info: DatasetInfo) -> Optional[str]:
-    """"parquet", "imagefolder" or None for a folder, judged by its train and test splits."""
-    splits = _split_parts(info.train_split) + _split_parts(info.test_split)
-    if any(_parquet_files(root, s) for s in splits):
-        return "parquet"
-    if any(_has_image_folder(root, s) for s in splits):
-        return "imagefolder"
-    return None
-
-
-def _local_source(root: Path, info: DatasetInfo, root_label: str) -> Optional[Source]:
-    """A Source for `root` or for `root/<name>`, None when neither holds the dataset.
-
-    `root_label` names `root` portably ("data_dir" or "$REPRO_DATA_DIR/<name>").
-    """
-    for d, label in ((root, root_label), (root / info.name, f"{root_label}/{info.name}")):
-        if d.is_dir():
-            kind = _local_kind(d, info)
-            if kind is not None:
-                where = label
-                if kind == "parquet":  # name the folder the files sit in (plain_text/, data/ ...)
-                    first = _parquet_files(d, _split_parts(info.train_split)[0]) or _parquet_files(
-                        d, info.test_split)
-                    sub = first[0].parent.relative_to(d).as_posix() if first else "."
-                    if sub != ".":
-                        where = f"{label}/{sub}"
-                base, _, rel = where.partition("/")
-                text = "local parquet" if kind == "parquet" else "local image folder"
-                return Source(kind, str(d.resolve()), f"{text} {where}", root=base, path=rel or ".")
-    return None
-
-
-def _embedded_source(info: DatasetInfo) -> Optional[Source]:
-    if info.embedded is None:
-        return None
-    root = EMBEDDED_DIR / info.embedded
-    files = {s: _parquet_files(root, s) for s in (info.train_split, info.test_split)}
-    if not all(files.values()):
-        return None
-    import pyarrow.parquet as pq
-
-    rows = {s: sum(pq.ParquetFile(f).metadata.num_rows for f in fs) for s, fs in files.items()}
-    desc = (f"embedded mini {info.name} ({rows[info.train_split]} {info.train_split} / "
-            f"{rows[info.test_split]} {info.test_split})")
-    if info.name == "cifar10":
-        desc = f"embedded mini CIFAR-10 ({rows['train']} train / {rows['test']} test)"
-    return Source("embedded", str(root), desc, root="embedded", path=info.embedded)
-
-
-def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
-    """Quick TCP probe of the hub endpoint.
-
-    Without it an offline machine spends ~25 s in huggingface_hub's retries
-    (measured: 5 retries with back-off) before ``load_dataset`` gives up.
-    Behind a proxy the probe says nothing, so it is skipped there.
-    """
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True, "proxy set, not probed"
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True, f"{host}:{port} reachable"
-    except OSError as e:
-        return False, f"{host}:{port} unreachable ({e})"
-
-
-def _hub_source(info: DatasetInfo) -> tuple[Optional[Source], str]:
-    """Load `info.hub_id` with ``datasets`` (its own cache first); returns (source or None, why not)."""
-    try:
-        import datasets
-        import datasets.config
-    except ImportError as e:  # pragma: no cover - datasets is a dependency
-        return None, f"the `datasets` package is not importable ({e})"
-    # datasets reads HF_HUB_OFFLINE / HF_DATASETS_OFFLINE once, at import.
-    # Offline it answers at once from its cache (or fails at once); online we
-    # probe first so that a machine without network does not wait on retries.
-    if not datasets.config.HF_HUB_OFFLINE:
-        ok, why = _hub_reachable()
-        if not ok:
-            return None, why
-    try:
-        dd = datasets.load_dataset(info.hub_id)
-    except Exception as e:  # noqa: BLE001 - any failure means "not from the hub"; don't retry
-        return None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    return Source("hub", info.hub_id, f"hub {info.hub_id}", handle=dd, root="hub", path=info.hub_id), ""
-
-
-def download_command(info: DatasetInfo) -> str:
-    """The shell command that puts a copy of `info` where ``resolve_source`` looks (``$REPRO_DATA_DIR/<name>``)."""
-    return (f"huggingface-cli download --repo-type dataset {info.hub_id} "
-            f"--local-dir $REPRO_DATA_DIR/{info.name}")
-
-
-def resolve_source(name: str, data_dir: Union[str, os.PathLike, None] = None) -> Source:
-    """Find dataset `name`. Tried in order, first hit wins:
-
-    1. ``data_dir`` (or ``data_dir/<name>``): parquet in the hub's schema in any
-       of the hub's layouts (``train.parquet``, ``train-*.parquet``,
-       ``data/train-*.parquet``, ``<config>/train-*.parquet`` as
-       ``huggingface-cli download`` writes them, same for the test split) or an
-       image folder ``train/<class>/*.png|jpg``, ``test/<class>/...``.
-       ``data_dir="embedded"`` picks the mini copy embedded in the package
-       (CIFAR-10 only, 4000/1000 images; the smoke scale's choice).
-       An explicit folder that holds neither is an error, never skipped.
-    2. ``$REPRO_DATA_DIR/<name>``, same layouts.
-    3. The Hugging Face hub, ``datasets.load_dataset(hub_id)`` (downloads once
-       into the datasets cache; offline it fails fast).
-
-    There is no silent fallback to the embedded copy: results on it are not
-    comparable to the full data set, so it is used only when asked for.
-
-    Raises ValueError for an unknown name, DatasetNotFoundError (a
-    FileNotFoundError) whose one-line message names the download command, the
-    hub id and ``REPRO_DATA_DIR`` otherwise.
-    """
-    info = get_info(name)
-    if data_dir is not None and str(data_dir) == "embedded":
-        src = _embedded_source(info)
-        if src is None:
-            raise DatasetNotFoundError(f"no embedded copy of {name!r}; only "
-                                       f"{[d.name for d in DATASETS.values() if d.embedded]} ship one")
-        return src
-    if data_dir is not None:
-        folder = Path(data_dir).expanduser()
-        src = _local_source(folder, info, "data_dir")
-        if src is None:
-            why = "holds no" if folder.is_dir() else "does not exist, so it holds no"
-            raise DatasetNotFoundError(f"data_dir={str(data_dir)!r} {why} {name!r} data. " + _ways_to_provide(info))
-        return src
-
-    tried = []
-    env = os.environ.get("REPRO_DATA_DIR")
-    if env:
-        root = Path(env).expanduser() / name
-        src = _local_source(root, info, f"$REPRO_DATA_DIR/{name}") if root.is_dir() else None
-        if src is not None:
-            return src
-        tried.append(f"$REPRO_DATA_DIR/{name} = {root}: " + ("no data in it" if root.is_dir() else "no such folder"))
-    else:
-        tried.append("$REPRO_DATA_DIR is not set")
-
-    src, why = _hub_source(info)
-    if src is not None:
-        return src
-    tried.append(f"hub {info.hub_id}: {why}")
-    raise DatasetNotFoundError(f"dataset {name!r} not found (tried: {'; '.join(tried)}). " + _ways_to_provide(info))
-
-
-def _ways_to_provide(info: DatasetInfo) -> str:
-    """One line: the download command first (the usual fix), then the other ways."""
-    tr, te = info.train_split.split("+")[0], info.test_split
-    text = (f"Fix: export REPRO_DATA_DIR=<folder> and download it once with `{download_command(info)}`; "
-            f"or pass data_dir=<folder> holding {tr}.parquet / {te}.parquet (columns {info.image_column!r} image "
-            f"bytes, {info.label_column!r} int labels; the hub's data/{tr}-*.parquet and <config>/{tr}-*.parquet "
-            f"layouts work too) or an image folder {tr}/<class>/*.png; or give the hub "
-            f"(datasets.load_dataset({info.hub_id!r})) network access")
-    if info.embedded:
-        text += (f"; or data_dir='embedded' for the mini copy shipped in the package (plumbing tests only: "
-                 f"results on it are not comparable to the full {info.name})")
-    return text + "."
-
-
-# --------------------------------------------------------------------------- decoding
 
 
 @dataclass(eq=False)
@@ -396,7 +68,8 @@ class ImageArrays:
         return replace(self, images=self.images[idx], labels=self.labels[idx], split=split or self.split)
 
 
-def _as_hw(image_size: Optional[ImageSize]) -> Optional[tuple[int, int]]:
+def as_hw(image_size: Optional[ImageSize]) -> Optional[tuple[int, int]]:
+    """An image size (int or (H, W)) as an (H, W) tuple; None stays None (keep the native size)."""
     return None if image_size is None else to_2tuple(image_size)
 
 
@@ -483,7 +156,7 @@ def _plan_parquet(root: Path, info: DatasetInfo, split: str) -> _SplitPlan:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    files = [f for part in _split_parts(split) for f in _need_files(root, part)]
+    files = [f for part in split_parts(split) for f in _need_files(root, part)]
     num_rows = 0
     for f in files:  # reads only the footers: a truncated file is found here, before any decoding
         try:
@@ -517,7 +190,7 @@ def _plan_parquet(root: Path, info: DatasetInfo, split: str) -> _SplitPlan:
 
 
 def _need_files(root: Path, split: str) -> list[Path]:
-    files = _parquet_files(root, split)
+    files = parquet_files(root, split)
     if not files:
         raise DatasetNotFoundError(f"{root}: no parquet files for split {split!r} (looked for {split}.parquet, "
                                    f"{split}-*.parquet and {split}/*.parquet in it, in data/ and in its "
@@ -528,7 +201,7 @@ def _need_files(root: Path, split: str) -> list[Path]:
 def _class_names(root: Path, info: DatasetInfo) -> list[str]:
     """Class folder names over the train and test splits, so both map a class to the same index."""
     names = set()
-    for s in _split_parts(info.train_split) + _split_parts(info.test_split):
+    for s in split_parts(info.train_split) + split_parts(info.test_split):
         if (root / s).is_dir():
             names.update(p.name for p in (root / s).iterdir() if p.is_dir())
     # Folders named 0..K-1 keep their numbers (lexicographic order would put "10" before "2").
@@ -545,7 +218,7 @@ def _plan_imagefolder(root: Path, info: DatasetInfo, split: str) -> _SplitPlan:
         raise DataError(f"{root}: {len(classes)} class folders {classes[:5]}... but {info.name!r} has "
                         f"{info.num_classes} classes (register another dataset with repro.data.register_dataset)")
     items: list[tuple[Path, int]] = []
-    for part in _split_parts(split):
+    for part in split_parts(split):
         d = root / part
         if not d.is_dir():
             raise DatasetNotFoundError(f"{root}: no folder {part}/ for split {split!r}")
@@ -573,7 +246,7 @@ def _plan_hub(src: Source, info: DatasetInfo, split: str) -> _SplitPlan:
     import datasets
 
     parts = []
-    for part in _split_parts(split):
+    for part in split_parts(split):
         if part not in src.handle:
             raise DatasetNotFoundError(f"hub {src.location}: no split {part!r} (has {list(src.handle)})")
         ds = src.handle[part]
@@ -752,7 +425,7 @@ def load_split(name: str, split: str, *, data_dir: Union[str, os.PathLike, None]
     info = get_info(name)
     src = source or resolve_source(name, data_dir)
     raw_split = {"train": info.train_split, "test": info.test_split}.get(split, split)
-    size = _as_hw(image_size)
+    size = as_hw(image_size)
     plan = _plan(src, info, raw_split)
 
     key = json.dumps({"v": CACHE_VERSION, "name": name, "kind": src.kind, "id": plan.identity,
@@ -852,156 +525,12 @@ def local_split_size(name: str, data_dir: Union[str, os.PathLike, None] = None, 
         else:
             env = os.environ.get("REPRO_DATA_DIR")
             root = Path(env).expanduser() / name if env else None
-            src = _local_source(root, info, f"$REPRO_DATA_DIR/{name}") if root and root.is_dir() else None
+            src = local_source(root, info, f"$REPRO_DATA_DIR/{name}") if root and root.is_dir() else None
         if src is None:
             return None
         return _plan(src, info, {"train": info.train_split, "test": info.test_split}.get(split, split)).num_rows
     except (DatasetNotFoundError, DataError, OSError):
         return None
-
-
-# --------------------------------------------------------------------------- splits and subsets
-
-
-def _derive_seed(*parts: int) -> int:
-    """Mix integers into one 63-bit seed; different tuples give unrelated streams."""
-    if any(p < 0 for p in parts):
-        raise ValueError(f"seeds must be non-negative, got {parts}")
-    a, b = np.random.SeedSequence(list(parts)).generate_state(2, dtype=np.uint32)
-    return (int(a) << 31) ^ int(b)
-
-
-def _generator(*parts: int) -> torch.Generator:
-    return torch.Generator().manual_seed(_derive_seed(*parts))
-
-
-# Tags that keep the random streams of different purposes apart (epoch order and augmentation: repro.loader).
-_TAG_HELDOUT, _TAG_SUBSET, _TAG_EPOCH, _TAG_AUG = 1, 2, 3, 4
-
-
-def split_heldout(n: int, fraction: float, seed: int = 0, count: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded random split of range(n) -> (train_idx, heldout_idx), both sorted int64.
-
-    round(n * fraction) examples are held out, or ``count`` when given; the same
-    (n, fraction or count, seed) always gives the same split.
-    """
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
-    if count is not None and not 0 < count < n:
-        raise ValueError(f"heldout_size={count}: must lie in [1, {n - 1}] for a training set of {n} images")
-    n_held = int(round(n * fraction)) if count is None else int(count)
-    perm = torch.randperm(n, generator=_generator(seed, _TAG_HELDOUT))
-    return perm[n_held:].sort().values, perm[:n_held].sort().values
-
-
-def balanced_subset(labels: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
-    """Sorted indices of `k` examples, as class-balanced as the counts allow.
-
-    Classes take turns: each class's examples are ordered at random and the
-    first k of (1st of every class, 2nd of every class, ...) are kept, so a
-    class that runs out leaves its share to the others.
-    """
-    labels = torch.as_tensor(labels)
-    n = labels.shape[0]
-    if k >= n:
-        return torch.arange(n)
-    perm = torch.randperm(n, generator=_generator(seed, _TAG_SUBSET))
-    lab = labels[perm]  # (n,) labels in random order
-    order = torch.sort(lab, stable=True).indices  # groups by class, random order within a class
-    sorted_lab = lab[order]
-    starts = torch.searchsorted(sorted_lab, sorted_lab, right=False)  # first position of each one's class
-    rank = torch.empty(n, dtype=torch.long)
-    rank[order] = torch.arange(n) - starts  # (n,) rank of each example within its class
-    # Sort by (rank within class, random position) and keep the first k.
-    keep = torch.argsort(rank * n + torch.arange(n))[:k]
-    return perm[keep].sort().values
-
-
-TRAIN_PARTS = ("source", "target")
-# The source/target carve of a training set is the same for every run (it must not move with the training
-# seed, or "the target part the pre-training never saw" would differ between runs): its own fixed seed.
-_PART_SEED = 0
-
-
-def keep_classes(arrays: ImageArrays, classes: Sequence[int]) -> ImageArrays:
-    """The images of ``classes`` only, relabelled 0..len(classes)-1 in the order given (so ``classes=(5, 6)``
-    makes class 5 label 0); ``num_classes`` becomes ``len(classes)``."""
-    classes = [int(c) for c in classes]
-    if not classes or len(set(classes)) != len(classes) or not all(0 <= c < arrays.num_classes for c in classes):
-        raise ValueError(f"classes={classes}: give distinct class indices in [0, {arrays.num_classes}) of "
-                         f"{arrays.name}")
-    relabel = torch.full((arrays.num_classes,), -1, dtype=torch.long)
-    relabel[torch.tensor(classes)] = torch.arange(len(classes))
-    idx = torch.nonzero(relabel[arrays.labels] >= 0).flatten()
-    kept = arrays.subset(idx)
-    return replace(kept, labels=relabel[kept.labels], num_classes=len(classes))
-
-
-def carve_train_part(train: ImageArrays, part: str, target_size: int) -> ImageArrays:
-    """One of two disjoint parts of a training set: ``"target"``, a fixed class-balanced subset of
-    ``target_size`` images (the small labelled set of a transfer experiment), or ``"source"``, all the rest
-    (the large pre-training set). The carve does not depend on any run's seed."""
-    if part not in TRAIN_PARTS:
-        raise ValueError(f"train_part={part!r}; choose one of {TRAIN_PARTS} (or None for the whole training set)")
-    if not 0 < target_size < len(train):
-        raise ValueError(f"target_size={target_size}: must lie in [1, {len(train) - 1}] for the {len(train)} "
-                         f"training images of {train.name}")
-    target = balanced_subset(train.labels, target_size, _PART_SEED)  # (target_size,) sorted indices
-    if part == "target":
-        return train.subset(target)
-    keep = torch.ones(len(train), dtype=torch.bool)
-    keep[target] = False
-    return train.subset(torch.nonzero(keep).flatten())
-
-
-def get_datasets(name: str, *, data_dir: Union[str, os.PathLike, None] = None, image_size: Optional[ImageSize] = None,
-                 seed: int = 0, heldout: bool = True, max_train: Optional[int] = None,
-                 max_test: Optional[int] = None, max_val: Optional[int] = None,
-                 cache_dir: Union[str, os.PathLike, None] = None,
-                 source: Optional[Source] = None, classes: Optional[Sequence[int]] = None,
-                 train_part: Optional[str] = None, target_size: int = 5000,
-                 heldout_size: Optional[int] = None) -> dict[str, ImageArrays]:
-    """The splits of one run: {"train", "val" (only when heldout=True), "test"}.
-
-    In this order: ``classes`` keeps those classes of every split, relabelled 0..k-1 in the order given
-    (e.g. CIFAR-10 classes 0-4 as a source task, 5-9 as a target task); ``train_part`` keeps the
-    ``"source"`` or the ``"target"`` part of the training set (``carve_train_part``: a fixed, class-balanced
-    ``target_size`` images and the rest). Then "val" is the held-out ``DATASETS[name].heldout_fraction``
-    of the training set (App. B: 10% Pets/Flowers, 2% CIFAR, 1% ImageNet), or ``heldout_size`` images when
-    given (at least 1,000 for an lr choice on a small target set, e.g. 20% of 5,000), used to choose
-    hyper-parameters; "train" is the rest. Then ``max_train`` / ``max_val`` / ``max_test`` keep a
-    seeded, class-balanced subset of each (the cheap scales; for one seed a smaller ``max_train`` is a
-    subset of a larger one); they must be positive (None keeps everything). `source` skips ``resolve_source``.
-    """
-    for key, value in (("max_train", max_train), ("max_test", max_test), ("max_val", max_val)):
-        if value is not None and value <= 0:
-            raise ValueError(f"{key}={value}: must be a positive number of images, or None for all of them")
-    if train_part is not None and train_part not in TRAIN_PARTS:
-        raise ValueError(f"train_part={train_part!r}; choose one of {TRAIN_PARTS} (or None for the whole training set)")
-    info = get_info(name)
-    src = source or resolve_source(name, data_dir)
-    train = load_split(name, "train", image_size=image_size, cache_dir=cache_dir, source=src)
-    test = load_split(name, "test", image_size=image_size, cache_dir=cache_dir, source=src)
-    if classes is not None:
-        train, test = keep_classes(train, classes), keep_classes(test, classes)
-    if train_part is not None:
-        train = carve_train_part(train, train_part, target_size)
-    out: dict[str, ImageArrays] = {}
-    if heldout:
-        tr_idx, val_idx = split_heldout(len(train), info.heldout_fraction, seed, heldout_size)
-        val = train.subset(val_idx, "val")
-        train = train.subset(tr_idx, "train")
-        if max_val is not None and max_val < len(val):
-            val = val.subset(balanced_subset(val.labels, max_val, seed), "val")
-    if max_train is not None and max_train < len(train):
-        train = train.subset(balanced_subset(train.labels, max_train, seed), "train")
-    if max_test is not None and max_test < len(test):
-        test = test.subset(balanced_subset(test.labels, max_test, seed), "test")
-    out["train"] = train
-    if heldout:
-        out["val"] = val
-    out["test"] = test
-    return out
 
 
 # --------------------------------------------------------------------------- pixel convention

@@ -67,10 +67,8 @@ def sync(device: torch.device) -> None:
 
 def config_from_args(scale: str, changes: dict, set_pairs: Sequence[str]) -> TrainConfig:
     """The ViT pre-training run of ``scale`` (``repro.scales.Scale.run_config``) with the script's ``changes``
-    (None = not given) and ``--set key=value`` pairs (parsed and type-checked by ``repro.cli.parse_overrides``)."""
-    fields = {k: v for k, v in changes.items() if v is not None}
-    fields.update(parse_overrides(TrainConfig, set_pairs))
-    return get_scale(scale).run_config(PRETRAIN, "vit", **fields)
+    and ``--set key=value`` pairs (parsed and type-checked by ``repro.cli.parse_overrides``)."""
+    return get_scale(scale).run_config(PRETRAIN, "vit", **{**changes, **parse_overrides(TrainConfig, set_pairs)})
 
 
 def with_patch(model_name: str, patch: Optional[int]) -> str:

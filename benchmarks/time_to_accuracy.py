@@ -166,7 +166,8 @@ def main(argv=None) -> dict:
         changes["model_overrides"] = {"patch_drop": args.patch_drop}
     shortcuts = dict(model=model, steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup,
                      label_smoothing=args.label_smoothing, schedule=args.schedule)
-    cfg = config_from_args(args.scale, {**changes, **shortcuts}, args.overrides)
+    given = {k: v for k, v in shortcuts.items() if v is not None}  # a flag left out keeps the tiny or scale value
+    cfg = config_from_args(args.scale, {**changes, **given}, args.overrides)
     out = Path(tempfile.mkdtemp(prefix="time_to_accuracy-", dir=args.out))
     cfg = dataclasses.replace(cfg, out_dir=str(out), run_name="ours")
     device = resolve_device(cfg.device)

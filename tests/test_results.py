@@ -72,3 +72,18 @@ def test_data_source_record_reads_as_one_portable_line():
     assert describe_data_source(record) == "local parquet $REPRO_DATA_DIR/cifar10 (train 49000, val 1000 images)"
     assert describe_data_source(None) is None
     assert "/home/" not in describe_data_source("local parquet /home/someone/data/cifar10")
+
+
+def test_markdown_leaves_run_folders_and_provenance_to_the_csv(tmp_path):
+    """A table's Markdown fits a screen: run folders and the table's detail columns stay in the CSV, and the
+    hardware and data source, the same for every row, are said once under the table."""
+    df = pd.DataFrame({"model": ["a", "b"], "top-1": [50.0, 60.0], "hardware": ["CPU x", "CPU x"],
+                       "data source": ["local parquet", "local parquet"], "run dirs": ["r/1", "r/2"],
+                       "params (M)": [1.0, 2.0]})
+    df.attrs["csv_only"] = ("params (M)",)
+    md = to_markdown(df.drop(columns=[]))  # attrs survive pandas operations
+    assert md.splitlines()[0] == "| model | top-1 |"
+    assert "Hardware: CPU x. Data: local parquet. In the CSV also: run dirs, params (M)." in md
+    csv, md_path = write_table(df, tmp_path, "t", note="the note")
+    assert list(pd.read_csv(csv).columns) == list(df.columns)
+    assert md_path.read_text().endswith("params (M).\n\nthe note\n")

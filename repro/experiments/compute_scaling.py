@@ -55,7 +55,7 @@ from ..summary import curve_sentence, curve_status, epochs_text
 from .. import train as engine
 from .probes import (FEWSHOT_SHOTS, draws_text, fewshot_top1, Probe, read_probes, support_draws, support_std,
                      train_and_probe)
-from .reporting import cost_columns, finish_note, RunSet, summary_markdown
+from .reporting import cost_columns, finish_note, RunSet, summary_markdown, with_csv_only
 from .settings import apply_preset, experiment_out, preset_of, pretrain_departures_markdown, ProbedPretraining
 
 NAME = "05_compute_scaling"
@@ -563,7 +563,7 @@ def table(runs: Runs) -> pd.DataFrame:
             "paper": verdicts or "claim: (no comparison: the other family did not run) — ours: undecided",
             "run dirs": "; ".join(repo_relative(r.run_dir) for r in records),
         })
-    return pd.DataFrame(rows)
+    return with_csv_only(pd.DataFrame(rows), "batch", "lr", "train GFLOPs / image", "params (M)", "train min / run")
 
 
 def front_table(runs: Runs) -> pd.DataFrame:

@@ -55,7 +55,7 @@ from ..scales import get_scale
 from ..summary import curve_sentence, curve_status
 from .probes import (FEWSHOT_SHOTS, draws_text, fewshot_top1, Probe, read_probes, support_draws, support_std,
                      train_and_probe)
-from .reporting import cost_columns, finish_note, RunSet, summary_markdown
+from .reporting import cost_columns, finish_note, RunSet, summary_markdown, with_csv_only
 from .settings import (apply_preset, check_settings, experiment_out, preset_of, pretrain_departures_markdown,
                        pretraining_run, ProbedPretraining)
 
@@ -394,7 +394,7 @@ def table(runs: Runs) -> pd.DataFrame:
                 "paper": verdicts or "—",
                 "run dirs": "; ".join(repo_relative(r.run_dir) for r in records),
             })
-    return pd.DataFrame(rows)
+    return with_csv_only(pd.DataFrame(rows), "params (M)", "train min / run")
 
 
 def slopes_table(runs: Runs) -> pd.DataFrame:

@@ -65,7 +65,7 @@ from ..scales import get_scale
 from ..summary import epochs_text
 from ..tables import write_table
 from .. import train as engine
-from .reporting import cost_columns, RunSet, summary_markdown
+from .reporting import cost_columns, RunSet, summary_markdown, with_csv_only
 from .settings import (apply_preset, experiment_out, preset_of, pretrain_departures_markdown, Pretraining,
                        pretraining_run)
 
@@ -699,7 +699,7 @@ def table(runs: Runs) -> pd.DataFrame:
             "paper": verdicts or "—",
             "run dir": repo_relative(r.run_dir) if r.run_dir is not None else "—",
         })
-    return pd.DataFrame(rows)
+    return with_csv_only(pd.DataFrame(rows), "source", "grid", "image size (px)", "params (M)", "uniform distance (px)", "central patches (% of image)", "train min / run")
 
 
 def table_note(runs: Runs) -> str:

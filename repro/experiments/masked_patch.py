@@ -68,7 +68,7 @@ from ..summary import curve_sentence, curve_status, epochs_text
 from .. import train as engine
 from .probes import (FEWSHOT_SHOTS, draws_text, fewshot_top1, Probe, probe_model, support_draws, support_std,
                      train_and_probe)
-from .reporting import cost_columns, finish_note, RunSet, summary_markdown
+from .reporting import cost_columns, finish_note, RunSet, summary_markdown, with_csv_only
 from .settings import (apply_preset, experiment_out, preset_of, pretrain_departures_markdown, pretraining_run,
                        ProbedPretraining)
 from .sweeps import run_sweep, SweepResult
@@ -452,7 +452,7 @@ def table(runs: Runs) -> pd.DataFrame:
                         "pre-training min / run": cost["train min / run"]})
         row["run dirs"] = "; ".join(repo_relative(r.run_dir) for r in [*tuned, *pre])
         rows.append(row)
-    return pd.DataFrame(rows)
+    return with_csv_only(pd.DataFrame(rows), "pre-training images/s", "pre-training min / run")
 
 
 def table_note(runs: Runs) -> str:

@@ -49,7 +49,7 @@ from ..rundir import load_run, weights_path
 from ..scales import FINETUNE, PAPER_SETTINGS, PRETRAIN, Scale, get_scale
 from ..summary import curve_sentence, curve_status, epochs_text
 from .. import train as engine
-from .reporting import RunSet, summary_markdown
+from .reporting import RunSet, summary_markdown, with_csv_only
 from .settings import apply_preset, check_settings, experiment_out, preset_of, pretrain_departures_markdown
 from .sweeps import run_sweep, SweepResult
 
@@ -475,7 +475,7 @@ def table(runs: Runs) -> pd.DataFrame:
         ref = PAPER.get(f"table2/{runs.paper_model}/{dataset}")
         rows.append({"model": runs.config.vit, "stage": "fine-tune", "data set": dataset, "seeds": 0,
                      "paper top-1 (%)": ref.value if ref else None, "paper": f"not run: data set unavailable ({why})"})
-    return pd.DataFrame(rows)
+    return with_csv_only(pd.DataFrame(rows), "train GFLOPs / image", "lr")
 
 
 def table_note(runs: Runs) -> str:

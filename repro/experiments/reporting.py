@@ -47,6 +47,13 @@ def cost_columns(loaded: Sequence[dict]) -> dict:
     }
 
 
+def with_csv_only(df: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """``df`` with ``columns`` kept out of its Markdown (``repro.tables``): detail that a reader of the notebook
+    can do without, so that the table fits a laptop screen; the CSV keeps them."""
+    df.attrs["csv_only"] = tuple(c for c in columns if c in df.columns)
+    return df
+
+
 def finish_note(note: str, config, *, cifar10: str) -> str:
     """A table note's common ending: ``cifar10`` (what the reader should know of the data, e.g. that it is the
     JPEG copy) when the scale trains on CIFAR-10, and the smoke-scale caveat when the claims are undecidable."""

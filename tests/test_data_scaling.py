@@ -189,3 +189,22 @@ def test_config_presets_and_overrides():
         exp.get_config("cpu", size=[1000])
     with pytest.raises(ValueError, match="JFT"):
         exp.get_config("paper")
+
+
+def test_regime_sentences_say_which_subsets_over_fit_and_which_are_compute_bound(tmp_path):
+    config = exp.get_config("cpu", seeds=[0, 1], sizes=[1000, 49000])
+    runs = exp.Runs(config, tmp_path)
+    for family in exp.FAMILIES:
+        model = config.models[family]
+        for seed in config.seeds:
+            # the small subset peaks at step 100 of 150; the large one is still rising at its last evaluation
+            for size, heldout in ((1000, (30.0, 40.0, 35.0)), (49000, (30.0, 35.0, 38.0))):
+                run_dir = fake_run(tmp_path / f"{family}-{size}-{seed}", model=model, size=size, fewshot=30.0,
+                                   test=40.0, heldout=heldout)
+                runs.records.append(exp.RunRecord(family, model, size, seed, run_dir))
+    sentences = exp.regime_sentences(runs)
+    assert len(sentences) == 2  # equal over-fitting: no comparison sentence
+    for sentence in sentences:
+        assert "training top-1 ends 5.0 points above held-out" in sentence
+        assert "peaked before the last step in 2 of 2 seeds" in sentence
+        assert "is the last one in 2 of 2 seeds (still learning" in sentence

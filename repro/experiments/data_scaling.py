@@ -484,6 +484,50 @@ def summary(runs: Runs, found: Sequence[dict]) -> str:
 
 
 
+def _last_eval_step(run_dir: Path) -> int:
+    """The step of the run's last held-out evaluation (0 when it has none)."""
+    return max((r["step"] for r in read_metrics(run_dir) if r.get("event") == "eval" and r.get("split") == "val"),
+               default=0)
+
+
+def regime_sentences(runs: Runs) -> list[str]:
+    """Per model, which regime the smallest and the largest subsets reached, from the held-out evaluations along
+    training: on the smallest, how far training top-1 ran ahead of held-out and in how many seeds held-out peaked
+    before the end (over-fitting, the regime of Fig. 4's small subsets); on the largest, in how many seeds the
+    best held-out evaluation was the last one (still learning when the budget ends: compute-bound)."""
+    config = runs.config
+    small, large = min(config.sizes), max(config.sizes)
+    sentences, over_fit = [], {}
+    for family in FAMILIES:
+        by_size = {size: [(r, _heldout(r.run_dir)) for r in runs.select(family=family, size=size)]
+                   for size in (small, large)}
+        if not by_size[small] or not by_size[large]:
+            continue
+        gaps = [g for _, (_, _, g) in by_size[small] if g is not None]
+        peaked = sum(1 for r, (_, best, _) in by_size[small] if best is not None and best < _last_eval_step(r.run_dir))
+        at_end = sum(1 for r, (_, best, _) in by_size[large] if best is not None and best >= _last_eval_step(r.run_dir))
+        model = by_size[small][0][0].model
+        text = f"{model}: on {small:,} images ({config.epochs(small):.0f} epochs) "
+        if gaps:
+            text += f"training top-1 ends {sum(gaps) / len(gaps):.1f} points above held-out and "
+        text += (f"held-out peaked before the last step in {peaked} of {len(by_size[small])} seeds; on "
+                 f"{large:,} images ({config.epochs(large):.1f} epochs) the best held-out evaluation is the last one "
+                 f"in {at_end} of {len(by_size[large])} seeds")
+        text += (" (still learning when the budget ends: the large subsets are compute-bound, so more data cannot "
+                 "pay off within these steps)." if at_end > len(by_size[large]) / 2 else ".")
+        sentences.append(text)
+        over_fit[model] = (sum(gaps) / len(gaps) if gaps else None,
+                           sum(h for _, (h, _, _) in by_size[small] if h is not None) / len(by_size[small]))
+    if len(over_fit) == 2 and all(gap is not None for gap, _ in over_fit.values()):
+        (vit, (vit_gap, vit_top1)), (bit, (bit_gap, bit_top1)) = over_fit.items()
+        if bit_gap > vit_gap and bit_top1 > vit_top1:
+            sentences.append(f"On {small:,} images {bit} over-fits more than {vit} (training top-1 {bit_gap:.1f} vs "
+                             f"{vit_gap:.1f} points above held-out) and still scores higher on held-out ({bit_top1:.1f}% "
+                             f"vs {vit_top1:.1f}%): at this size and resolution the paper's reason, that ViT over-fits "
+                             "more on small data, does not appear here.")
+    return sentences
+
+
 def findings(runs: Runs) -> dict:
     """What the paper found and the measured reasons why ours may differ, for ``results/SUMMARY.md``."""
     c = runs.config
@@ -492,6 +536,7 @@ def findings(runs: Runs) -> dict:
            f"{c.steps} steps of {c.batch_size} ({c.epochs(max(c.sizes)):.1f}-{c.epochs(min(c.sizes)):.1f} epochs); the "
            "paper's subsets are 9M-300M JFT images, and its argument is that ViT over-fits the small ones.",
            curve_sentence(status, "runs")]
+    why += regime_sentences(runs)
     if status["with_heldout"] and status["best_last"] == status["with_heldout"]:
         why.append("No run's held-out score peaked before its last evaluation, so not even the smallest subset was "
                    "over-fitted: these runs measure training speed, not the data-size effect of Fig. 4.")
@@ -509,6 +554,6 @@ def plot_claims(runs: Runs, found: Sequence[dict]) -> Optional[Path]:
                        title=f"notebook 04, scale {c.scale.name}: {c.model} vs {c.bit} on CIFAR-10 subsets at "
                              f"{c.image_size} px, slope in {SLOPE_UNIT}")
 
-__all__ = ["plot_claims", "findings", "NAME", "FAMILIES", "Config", "RunRecord", "Runs", "get_config", "settings_markdown", "run", "fit_log10",
+__all__ = ["plot_claims", "findings", "regime_sentences", "NAME", "FAMILIES", "Config", "RunRecord", "Runs", "get_config", "settings_markdown", "run", "fit_log10",
            "slopes_per_seed", "crossing_size", "overtake_size", "overtaking_text", "points", "size_stats", "claims",
            "table", "slopes_table", "table_note", "plot", "summary"]

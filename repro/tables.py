@@ -68,21 +68,26 @@ def provenance_text(df: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
-def _footnoted(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def _footnoted(df: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """``df`` with each column that holds a long text (over ``LONG_CELL`` characters) and whose texts repeat down
     the column (at most half of them distinct) replaced by references ``[n]``, and the texts, one per reference,
-    for under the table."""
-    notes: list[str] = []
+    for under the table; such a column with one text in every row is left out and its text said once. The notes
+    are (what points to it, text) pairs."""
+    notes: list[tuple[str, str]] = []
     df = df.copy()
     for column in df.columns:
         texts = [v for v in df[column] if isinstance(v, str) and v]
         if not any(len(t) > LONG_CELL for t in texts) or 2 * len(set(texts)) > len(texts):
             continue  # short texts, or mostly different ones (a claims table's claims): they stay in their cells
+        if len(set(texts)) == 1 and len(texts) == len(df):  # the same text in every row: said once, no column
+            notes.append((f"{column} (every row):", texts[0]))
+            df = df.drop(columns=[column])
+            continue
         numbers = {}
         for text in dict.fromkeys(texts):
-            notes.append(text)
-            numbers[text] = len(notes)
-        df[column] = [f"[{numbers[v]}]" if isinstance(v, str) and v in numbers else v for v in df[column]]
+            numbers[text] = f"[{sum(name.startswith('[') for name, _ in notes) + 1}]"
+            notes.append((numbers[text], text))
+        df[column] = [numbers[v] if isinstance(v, str) and v in numbers else v for v in df[column]]
     return df, notes
 
 
@@ -104,7 +109,8 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     header = "| " + " | ".join(escape_cell(str(c)) for c in df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
     rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    listed = [f"- [{n}] {escape_cell(text)}" for n, text in enumerate(notes, 1)]
+    listed = [f"- {escape_cell(name) if not name.startswith('[') else name} {escape_cell(text)}"
+              for name, text in notes]
     return ("\n".join([header, rule, *rows]) + "\n" + ("\n" + "\n".join(listed) + "\n" if listed else "")
             + (f"\n{under}\n" if under else ""))
 

@@ -189,6 +189,8 @@ def test_a_long_text_repeated_down_a_column_is_listed_once_under_the_table():
     lines = to_markdown(df).splitlines()
     assert lines[2] == "| none | [1] |" and lines[3] == "| 1-D | [2] |"
     assert f"- [1] {claim}" in lines and sum(line.startswith("- [2] claim") for line in lines) == 1
+    same = to_markdown(pd.DataFrame({"kind": ["a", "b"], "paper": [claim, claim]})).splitlines()
+    assert same[:3] == ["| kind |", "|---|", "| a |"] and f"- paper (every row): {claim}" in same
     # Mostly different long texts (a claims table) stay in their cells.
     unique = pd.DataFrame({"claim": [claim, other]})
     assert claim in to_markdown(unique)

@@ -10,8 +10,8 @@
    which Jupyter already installs, so no package beyond the project's): opens notebook 01, checks that it starts on
    the kernel repro-vit without asking, runs all cells at smoke, saves, reloads the page and opens it again.
 4. Fails on: an error output, "Error displaying widget", a widget output, an empty stderr strip, a formula rendered
-   in an output, a notebook that is dirty right after opening (autosave would rewrite it), a reopened notebook
-   without its outputs, and any change to a tracked file (``git status --porcelain``) at the end.
+   in an output, a reopened notebook without its outputs, no interactive results in lab/results, and any change
+   to a tracked file (``git status --porcelain``) at the end.
 
 Prints what it saw and how long each step took; exit status 0 when everything passed.
 """
@@ -214,9 +214,8 @@ def main(argv=None) -> int:
         step(f"notebook 01 open: {opened}", started)
         if opened["dialog"] or opened["kernel"] != KERNEL:
             raise CheckFailed(f"notebook 01 did not start on kernel {KERNEL} by itself: {opened}")
-        time.sleep(3)
-        if tools.js(OPENED)["dirty"]:
-            problems.append("opening notebook 01 made it dirty (autosave would rewrite it)")
+        # JupyterLab writes the kernel's language_info into a notebook it opens (dirty: autosave rewrites it): the
+        # git filter leaves language_info out, so that is no change to git (checked at the end).
 
         run_started = time.perf_counter()
         tools.js(f"(() => {{ window.jupyterapp.commands.execute('notebook:run-all-cells'); return true; }})()")
@@ -238,8 +237,6 @@ def main(argv=None) -> int:
         time.sleep(5)  # let every output render
         reopened = tools.js(REPORT)
         problems += check_report(reopened, "after reopening")
-        if reopened["dirty"]:
-            problems.append("the reopened notebook is dirty (autosave would rewrite it)")
         if len(reopened["outs"]) != len(ran["outs"]) or not reopened["visible"]:
             problems.append(f"reopened with {len(reopened['outs'])} outputs ({reopened['visible']} shown), "
                             f"ran with {len(ran['outs'])}")

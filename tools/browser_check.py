@@ -218,14 +218,14 @@ def main(argv=None) -> int:
         # git filter leaves language_info out, so that is no change to git (checked at the end).
 
         run_started = time.perf_counter()
-        tools.js(f"(() => {{ window.jupyterapp.commands.execute('notebook:run-all-cells'); return true; }})()")
+        tools.js("(() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); return true; })()")
         progress = wait_for("every cell to run", lambda: (lambda p: p if p["errors"] or (
             p["done"] == p["total"] and not p["busy"] and p["status"] == "idle") else None)(tools.js(PROGRESS)),
             args.timeout, every=2)
         step(f"ran all cells in {time.perf_counter() - run_started:.0f} s: {progress}", started)
         ran = tools.js(REPORT)
         problems += check_report(ran, "after running")
-        tools.js(f"window.jupyterapp.commands.execute('docmanager:save')")
+        tools.js(f"({PANEL}).context.save()")  # what File > Save does for this notebook
         wait_for("the save", lambda: not tools.js(REPORT)["dirty"], 60)
         saved = json.loads((clone / NOTEBOOK).read_text())
         saved_outputs = sum(len(c.get("outputs", [])) for c in saved["cells"])

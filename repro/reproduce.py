@@ -234,7 +234,8 @@ def portable_executed_notebook(path: Path) -> None:
     for key in ("input_path", "output_path"):
         if meta.get(key):
             meta[key] = repo_relative(meta[key])
-    atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")  # a full disk names the file
+    # As Jupyter writes a notebook (nbformat: sorted keys), so that JupyterLab saving the copy unchanged changes no byte.
+    atomic_write_text(path, json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")  # ENOSPC: names it
 
 
 def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Optional[Iterable[str]] = None,

@@ -50,15 +50,16 @@ class ProgressLine:
     ``close(final)`` replaces the line by ``final`` (e.g. the run's summary); ``close()`` without it leaves
     ``<desc>: stopped at <n>/<total> <unit>``. With ``enabled=False`` nothing is shown at all. In a Jupyter kernel
     the line is a display updated at most every ``interval`` seconds; in a terminal a tqdm bar on stderr; with
-    neither (a pipe, a log file) only the final line is printed.
+    neither (a pipe, a log file) only the final line is printed. With ``leave=False`` a line that ends well leaves
+    nothing outside a kernel (in a kernel a display cannot be taken back: it shows ``final``).
     """
 
     def __init__(self, total: int, desc: str, *, unit: str = "steps", initial: int = 0, enabled: bool = True,
-                 interval: float = 0.5):
+                 interval: float = 0.5, leave: bool = True):
         self.total, self.desc, self.unit, self.n = int(total), desc, unit, int(initial)
         self.postfix: dict = {}
         self.started = time.perf_counter()
-        self.interval, self._shown_at, self._closed = interval, 0.0, False
+        self.interval, self._shown_at, self._closed, self.leave = interval, 0.0, False, leave
         self._handle = self._bar = None
         self.mode = "off" if not enabled else "kernel" if in_jupyter_kernel() else \
             "terminal" if sys.stderr.isatty() else "final"
@@ -103,7 +104,8 @@ class ProgressLine:
             return
         if self._bar is not None:
             self._bar.close()
-        print(text, file=sys.stderr, flush=True)
+        if self.leave or final is None:
+            print(text, file=sys.stderr, flush=True)
 
 
 class RunProgress:

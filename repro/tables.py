@@ -22,8 +22,9 @@ import pandas as pd
 CSV_ONLY = ("run dirs", "run dir", "hardware", "data source")
 PROVENANCE = {"hardware": "Hardware", "data source": "Data"}
 
-# Characters that Markdown (GitHub's and JupyterLab's) or its math extension reads in a table cell.
-_CELL_ACTIVE = re.compile(r"([\\`*_$<>|~\[\]])")
+# Characters that Markdown (GitHub's and JupyterLab's) or its math extension reads in a table cell (brackets make a
+# link only with a target after them, which no cell has: "[+9.68, +10.65]" stays as it is).
+_CELL_ACTIVE = re.compile(r"([\\`*_$<>|~])")
 # A column holding a text longer than this, whose texts repeat down the column (each, on average, at least twice),
 # is listed under the table (``to_markdown``).
 LONG_CELL = 80

@@ -166,7 +166,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clone", type=Path, default=DEFAULT_CLONE, help=f"the clone to use (default {DEFAULT_CLONE}; "
                         "reused when it is one)")
-    parser.add_argument("--timeout", type=float, default=3600, help="seconds for running the notebook (default 3600: 4-5 min on 2 idle cores, far longer on a busy machine)")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds for running the notebook (default 3600: "
+                        "4-5 min on 2 idle cores, far longer on a busy machine)")
     parser.add_argument("--screenshot", type=Path, help="a PNG of the reopened notebook")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
     args = parser.parse_args(argv)

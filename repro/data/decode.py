@@ -305,8 +305,9 @@ def _decode_all(plan: _SplitPlan, size: Optional[tuple[int, int]], out_path: Opt
     shape: Optional[tuple[int, ...]] = None
     labels = np.empty(n, dtype=np.int64)
     i = 0
-    # A line that ends as one plain line (repro.progress); none where progress is printed as lines (papermill).
-    bar = ProgressLine(n, desc, unit="images", enabled=not lines_mode(), interval=1.0)
+    # A line that ends as one plain line in a notebook, and leaves nothing in a terminal (repro.progress); none
+    # where progress is printed as lines (papermill).
+    bar = ProgressLine(n, desc, unit="images", enabled=not lines_mode(), interval=1.0, leave=False)
     with contextlib.ExitStack() as stack:
         stack.callback(bar.close)  # an error leaves "stopped at" (after the line below, a second close does nothing)
         out = stack.enter_context(_open_for_write(out_path)) if out_path is not None else None

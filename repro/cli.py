@@ -220,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", parents=[common], help="run every notebook through papermill at a scale",
                        description="Run notebooks/*.ipynb at a scale; executed copies, tables and figures go to results/.")
     p.add_argument("--scale", default="smoke", choices=scales)
-    p.add_argument("--out", default="results")
+    p.add_argument("--out", default="results", help="results folder (default: results); a relative path is read "
+                                                     "against the repository")
     p.add_argument("--data-dir", help="passed to every notebook")
     p.add_argument("--notebooks", nargs="*", help="only notebooks whose name starts with these, e.g. 01")
     p.add_argument("-p", "--parameter", dest="parameters", action="append", default=[], nargs="+",

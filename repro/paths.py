@@ -36,10 +36,25 @@ def portable_text(text: str) -> str:
     return _ABSOLUTE_PATH.sub(shorten, text)
 
 
-def results_dir(experiment: str, scale: str, root: str | Path = "results") -> Path:
-    """``<root>/<experiment>/<scale>/``, created."""
-    path = Path(root) / experiment / scale
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+# Where a notebook run from JupyterLab (not by ``repro reproduce``) writes when its ``out_dir`` is left at None:
+# ``$REPRO_RESULTS_DIR`` when set, else this folder of the repository (ignored by git), so that an interactive run
+# never overwrites the committed ``results/`` by accident.
+RESULTS_ENV = "REPRO_RESULTS_DIR"
+INTERACTIVE_RESULTS = "lab/results"
 
 
+def in_repo(path: str | Path) -> Path:
+    """``path`` as an absolute path: a relative one is read against the repository (not the working directory),
+    so ``results`` means ``<repo>/results`` from ``notebooks/``, from the root, under papermill or from an executed
+    copy under ``results/``; ``~`` is expanded, an absolute path kept."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def results_root(out_dir: str | Path | None = None) -> Path:
+    """The folder a notebook writes ``<notebook>/<scale>/`` into: ``out_dir`` read by ``in_repo``; None: the
+    interactive default (``$REPRO_RESULTS_DIR``, else ``<repo>/lab/results``). ``repro reproduce`` passes
+    ``out_dir="results"``."""
+    if out_dir is None:
+        out_dir = os.environ.get(RESULTS_ENV) or INTERACTIVE_RESULTS
+    return in_repo(out_dir)

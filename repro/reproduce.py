@@ -5,8 +5,11 @@
 ``<out>/<notebook>/<scale>/`` and its executed copy lands beside them as
 ``<notebook>.ipynb``. Each notebook's own output (its training progress) streams to
 the terminal while it runs. No absolute path of this machine is written: the
-notebook gets ``out_dir`` relative to its working directory, and the executed copy's
-papermill metadata holds repository-relative paths.
+notebook gets ``out_dir`` relative to the repository (``results``; the notebooks read a
+relative path against the repository, ``repro.paths.in_repo``, not against their working
+directory), and the executed copy's papermill metadata holds repository-relative paths.
+The kernel is the project's own, ``repro-vit`` (``repro.lab``), so the executed copies
+name the same kernelspec as the notebooks.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from types import ModuleType
 from typing import Iterable, Optional
 
 from .fileio import atomic_write_text, check_writable, is_no_space, NoSpaceError
-from .paths import repo_relative
+from .lab import ensure_kernel, KERNEL_NAME
+from .paths import in_repo, repo_relative
 from .progress import PROGRESS_ENV
 from .rundir import REDRAW_ENV, RunDirBusy, RunDirLock
 from .runtime import check_device_name
@@ -131,7 +135,7 @@ def check_parameters(notebook: Path, parameters: dict) -> None:
             names = " or ".join(k.__name__ for k in kind)
             raise TypeError(f"{notebook.name}: parameter {key}={value!r} should be {names}, {why}")
     if isinstance(parameters.get("out_dir"), str):
-        check_writable(parameters["out_dir"], "results folder (out_dir)")
+        check_writable(str(in_repo(parameters["out_dir"])), "results folder (out_dir)")
 
 
 def check_values(notebook: Path, scale: str, parameters: dict) -> None:
@@ -140,8 +144,8 @@ def check_values(notebook: Path, scale: str, parameters: dict) -> None:
     (``lrs=[]``, ``sizes=[100, -5]``, ``inspect_images=0``, a ``run_dir`` that holds no run, no
     ``pretrained_checkpoint`` at paper scale) is refused by its ``get_config`` before any notebook runs.
 
-    ``get_config`` gets the parameters it names; the rest are the notebook's own. Relative paths are read from the
-    notebook's folder, the kernel's working directory. Raises a one-line ValueError or TypeError naming the notebook.
+    ``get_config`` gets the parameters it names; the rest are the notebook's own. Relative paths are read against
+    the repository, as the notebook reads them (``repro.paths.in_repo``). Raises a one-line ValueError or TypeError naming the notebook.
     """
     import papermill as pm
 
@@ -159,8 +163,7 @@ def check_values(notebook: Path, scale: str, parameters: dict) -> None:
     try:
         if isinstance(values.get("device"), str):
             check_device_name(values["device"])
-        with contextlib.chdir(notebook.parent):
-            module.get_config(scale, **kwargs)
+        module.get_config(scale, **kwargs)
     except (ValueError, TypeError, OSError) as err:  # OSError: a checkpoint file that is not there
         text = " ".join(str(err).split())
         named = text.startswith(f"notebook {notebook.stem[:2]}")  # get_config's messages name their notebook
@@ -169,10 +172,10 @@ def check_values(notebook: Path, scale: str, parameters: dict) -> None:
 
 
 def _notebook_parameters(notebook: Path, scale: str, out_dir: Path, extra_parameters: Optional[dict]) -> dict:
-    """The parameters ``run_notebooks`` gives a notebook: the scale, ``out_dir`` relative to the notebook's
-    folder (its kernel's working directory), and the caller's."""
-    relative_out = Path(os.path.relpath(Path(out_dir).resolve(), notebook.parent)).as_posix()
-    return {"scale": scale, "out_dir": relative_out, **(extra_parameters or {})}
+    """The parameters ``run_notebooks`` gives a notebook: the scale, ``out_dir`` relative to the repository
+    (``results`` by default; the notebook reads it against the repository, whatever its working directory), and
+    the caller's."""
+    return {"scale": scale, "out_dir": repo_relative(out_dir), **(extra_parameters or {})}
 
 
 def check_notebooks(notebooks: list[Path], scale: str, out_dir: Path, extra_parameters: Optional[dict]) -> None:
@@ -231,12 +234,13 @@ def portable_executed_notebook(path: Path) -> None:
     for key in ("input_path", "output_path"):
         if meta.get(key):
             meta[key] = repo_relative(meta[key])
-    atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")  # a full disk names the file
+    # As Jupyter writes a notebook (nbformat: sorted keys), so that JupyterLab saving the copy unchanged changes no byte.
+    atomic_write_text(path, json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")  # ENOSPC: names it
 
 
 def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Optional[Iterable[str]] = None,
                   extra_parameters: Optional[dict] = None, notebook_dir: Path = NOTEBOOK_DIR,
-                  kernel_name: Optional[str] = None, stream_output: bool = True, redraw: bool = False) -> list[Path]:
+                  kernel_name: str = KERNEL_NAME, stream_output: bool = True, redraw: bool = False) -> list[Path]:
     """Execute the notebooks (all, or those whose name starts with one of ``notebooks``) at ``scale``.
 
     A notebook that does not run at ``scale`` (``scale_refusal``) is skipped with its reason when all notebooks
@@ -256,6 +260,7 @@ def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Opt
     import papermill as pm
 
     get_scale(scale)  # fail early on a bad scale name
+    out_dir = in_repo(out_dir)  # a relative out_dir is read against the repository, as the notebooks read it
     selected = [nb for nb in list_notebooks(notebook_dir)
                 if not notebooks or any(nb.stem.startswith(prefix) for prefix in notebooks)]
     if not selected:
@@ -270,7 +275,8 @@ def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Opt
     if not selected:
         raise ValueError(f"no notebook runs at scale {scale!r}")
     check_notebooks(selected, scale, out_dir, extra_parameters)  # every notebook's, before the first one runs
-    out_dir = Path(out_dir).resolve()
+    out_dir = out_dir.resolve()
+    ensure_kernel()  # papermill starts the notebooks' kernel, repro-vit, by name
     executed = []
     lock = ResultsFolderLock(out_dir).__enter__()  # a second reproduce on this folder stops here, writing nothing
     # The kernels inherit this process's environment: progress as printed lines, which papermill can stream
@@ -281,9 +287,7 @@ def run_notebooks(scale: str, *, out_dir: str | Path = "results", notebooks: Opt
         os.environ[REDRAW_ENV] = "1"
     try:
         for nb in selected:
-            # Relative to the kernel's working directory (the notebook's folder): "../results" by default.
-            relative_out = Path(os.path.relpath(out_dir, nb.parent)).as_posix()
-            parameters = {"scale": scale, "out_dir": relative_out, **(extra_parameters or {})}
+            parameters = _notebook_parameters(nb, scale, out_dir, extra_parameters)  # out_dir: "results"
             check_parameters(nb, parameters)
             target_dir = out_dir / nb.stem / scale
             target_dir.mkdir(parents=True, exist_ok=True)

@@ -64,8 +64,15 @@ def read_metrics(run_dir: PathLike) -> list[dict]:
     return read_jsonl(Path(run_dir) / METRICS_FILE)
 
 
+# The fields of a run's config that hold paths: written repository-relative (``repro.paths.portable_text``).
+PATH_FIELDS = ("out_dir", "init_from", "data_dir")
+
+
 def write_config(run_dir: PathLike, config: dict, identity: dict) -> None:
-    """``config.json``: the config as given, plus what identifies it (init_from as a content hash)."""
+    """``config.json``: the config as given, its paths written relative to the repository (no folder of this
+    machine), plus what identifies it (init_from as a content hash, no path: the run's name does not depend on
+    where anything lies)."""
+    config = {**config, **{key: portable_text(str(config[key])) for key in PATH_FIELDS if config.get(key)}}
     atomic_write_text(Path(run_dir) / CONFIG_FILE, json.dumps({**config, "identity": identity}, indent=2, default=str))
 
 

@@ -34,7 +34,6 @@ from typing import Callable, Optional, Protocol, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import data as data_lib
 from .checkpoints import check_checkpoint_file, load_checkpoint
@@ -42,6 +41,7 @@ from .checkpoints import save_checkpoint as save_weights
 from .fileio import check_writable
 from .data.loader import DeviceLoader
 from .models import create_model
+from .progress import ProgressLine, format_seconds
 from .mpp import build_mpp_model, evaluate_mpp, mpp_objective, save_mpp_head
 from .runconfig import TrainConfig
 from .rundir import (FINAL_FILE, METRICS_FILE, MPP_HEAD_FILE, WEIGHTS_BASE, MetricsLog, ResumeError, RunDirLock, RunNotFinished,
@@ -238,6 +238,7 @@ class Job:
     start_step: int = 0
     seconds_before: float = 0.0                         # training seconds of the run before this resume
     started: float = dataclasses.field(default_factory=time.perf_counter)
+    last_record: Optional[dict] = None                  # the last logged window (loss, training top-1)
 
     def seconds(self) -> float:
         """Training seconds so far (evaluations and probes along the way left out)."""
@@ -280,9 +281,13 @@ def train(cfg: TrainConfig, *, callback: Optional[Callable[[int, dict], None]] =
     with contextlib.ExitStack() as held:  # the run directory's lock, released however the run ends
         job = _prepare(cfg, run_dir, dist, device, held)
         hook_steps = {s for s in at_steps if job.start_step < s < cfg.steps} if on_step is not None else set()
-        step = _run_steps(job, callback=callback, hook_steps=hook_steps, on_step=on_step,
-                          bar=_progress_bar(job, progress, label))
-        _finish(job, step)
+        bar = _progress_line(job, progress, label)
+        try:
+            step = _run_steps(job, callback=callback, hook_steps=hook_steps, on_step=on_step, bar=bar)
+            _finish(job, step)
+            bar.close(_final_line(job, bar))
+        finally:
+            bar.close()  # an interrupted or failed run's line says where it stopped
     if dist.world_size > 1:
         torch.distributed.barrier()
     return run_dir
@@ -347,12 +352,34 @@ def _prepare(cfg: TrainConfig, run_dir: Path, dist: Distributed, device: torch.d
                start_step=int(state.get("step", 0)), seconds_before=state.get("seconds", 0.0))
 
 
-def _progress_bar(job: Job, progress: bool, label: Optional[str]):
-    """A tqdm bar over the run's steps, labelled (model, stage, seed); off a terminal it refreshes rarely, so
-    executed notebooks stay small."""
-    return tqdm(total=job.cfg.steps, initial=job.start_step, desc=label or job.run_dir.name,
-                disable=not (progress and job.dist.is_main), dynamic_ncols=True,
-                mininterval=0.5 if sys.stderr.isatty() else 30.0)
+def run_label(cfg: TrainConfig, label: Optional[str]) -> str:
+    """What a run's progress line is called: ``label`` (model, stage, seed) with the model put in front where the
+    label does not name it and the learning rate after it (a sweep's runs share one label); without a label,
+    the run directory's name."""
+    if not label:
+        return cfg.run_dir.name
+    return f"{label if cfg.model in label else f'{cfg.model} {label}'}, lr {cfg.lr:g}"
+
+
+def _progress_line(job: Job, progress: bool, label: Optional[str]) -> ProgressLine:
+    """The run's progress line over its steps (``repro.progress.ProgressLine``), labelled by ``run_label``."""
+    return ProgressLine(job.cfg.steps, run_label(job.cfg, label), unit="steps", initial=job.start_step,
+                        enabled=progress and job.dist.is_main)
+
+
+def _final_line(job: Job, bar: ProgressLine) -> str:
+    """The one line a finished run leaves: steps, the last logged loss and training top-1, the held-out and test
+    top-1 of ``final.json`` and the training time."""
+    parts = [f"{bar.desc}: {bar.n:,} steps"]
+    last = (job.last_record or {})
+    if "loss" in last:
+        parts.append(f"loss {last['loss']:.3f}, train top-1 {100 * last['accuracy']:.1f}%")
+    final = read_final(job.run_dir) if job.dist.is_main and (job.run_dir / FINAL_FILE).exists() else {}
+    for split, name in (("val", "held-out"), ("test", "test")):
+        if isinstance(final.get(split), dict) and "accuracy" in final[split]:
+            parts.append(f"{name} top-1 {100 * final[split]['accuracy']:.1f}%")
+    parts.append(format_seconds(final.get("train_seconds", job.seconds())))
+    return ", ".join(parts)
 
 
 def _run_steps(job: Job, *, callback, hook_steps: set, on_step, bar) -> int:
@@ -383,8 +410,9 @@ def _run_steps(job: Job, *, callback, hook_steps: set, on_step, bar) -> int:
                 job.window.add(loss.detach(), correct, labels.numel())
                 bar.update(1)
                 if step % cfg.log_every == 0 or step == cfg.steps:
-                    record = _log_window(job, step, lr)
-                    bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{record['images_per_s']:.0f}")
+                    record = job.last_record = _log_window(job, step, lr)
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", top1=f"{100 * record['accuracy']:.1f}%",
+                                    img_s=f"{record['images_per_s']:.0f}")
                     if callback:
                         callback(step, record)
                 if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps and job.dist.is_main:
@@ -399,8 +427,6 @@ def _run_steps(job: Job, *, callback, hook_steps: set, on_step, bar) -> int:
             print(f"\ninterrupted at step {step}: checkpoint saved in {job.run_dir}; run the same command to resume",
                   file=sys.stderr)
         raise
-    finally:
-        bar.close()
     return step
 
 

@@ -1,11 +1,14 @@
 """Layer 3: every notebook runs through papermill at smoke scale and writes its results files."""
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from repro.lab import KERNELSPEC, STRIP_OPTIONS
 from repro.reproduce import check_parameters, list_notebooks, run_notebooks, scale_refusal
 from repro.paths import REPO_ROOT
 
@@ -36,10 +39,26 @@ def absolute_occurrences(text: str, path) -> list[str]:
 
 
 def test_notebooks_are_committed_without_outputs():
+    """Committed as the git filter (nbstripout, .gitattributes) leaves them, naming the project's kernel: opening,
+    running and saving one in JupyterLab changes nothing git sees."""
     for nb in NOTEBOOKS:
-        cells = json.loads(nb.read_text())["cells"]
+        text = nb.read_text()
+        cells = json.loads(text)["cells"]
         assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code"), nb.name
+        assert not any(c.get("execution_count") for c in cells if c["cell_type"] == "code"), nb.name
         assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells), f"{nb.name}: no parameters cell"
+        assert json.loads(text)["metadata"] == {"kernelspec": KERNELSPEC}, nb.name
+        stripped = subprocess.run([sys.executable, "-m", "nbstripout", *STRIP_OPTIONS.split(), "-t", str(nb)],
+                                  capture_output=True, text=True, check=True).stdout
+        assert stripped == text, f"{nb.name} is not as the git filter writes it: run nbstripout {STRIP_OPTIONS} on it"
+
+
+def test_notebooks_write_where_their_out_dir_says_whatever_the_working_directory():
+    """The default out_dir (None) is the interactive folder lab/results, never the committed results/."""
+    import papermill as pm
+
+    for nb in NOTEBOOKS:
+        assert pm.inspect_notebook(str(nb))["out_dir"]["default"] == "None", nb.name
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
@@ -70,6 +89,7 @@ def test_notebook_runs_at_smoke_scale(notebook, tmp_path):
     for name in ("table.csv", "table.md", "claims.json"):
         assert not absolute_occurrences((out / name).read_text(), tmp_path), name
     assert "application/vnd.jupyter.widget" not in executed_text  # progress as lines, no widget state
+    assert json.loads(executed_text)["metadata"]["kernelspec"] == KERNELSPEC  # run by the project's kernel
     streams = [o for cell in json.loads(executed_text)["cells"] for o in cell.get("outputs", [])
                if o.get("output_type") == "stream"]
     printed = "".join("".join(o["text"]) for o in streams)

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import json
+import time
 import os
 import uuid
 import warnings
@@ -26,7 +27,7 @@ import torch
 
 from ..config import ImageSize, to_2tuple
 from ..fileio import NoSpaceError, atomic_write, is_no_space
-from ..progress import lines_mode
+from ..progress import ProgressLine, format_seconds, lines_mode
 from .registry import DatasetInfo, get_info
 from .sources import (DataError, DatasetNotFoundError, Source, download_command, local_source, parquet_files,
                       resolve_source, split_parts)
@@ -297,8 +298,6 @@ def _decode_all(plan: _SplitPlan, size: Optional[tuple[int, int]], out_path: Opt
     rather than a bus error later) and None is returned in its place; without,
     it is built in memory. Labels are checked to lie in [0, num_classes).
     """
-    from tqdm import tqdm
-
     n = plan.num_rows
     if n == 0:
         raise DataError(f"{desc}: the split is empty")
@@ -306,9 +305,11 @@ def _decode_all(plan: _SplitPlan, size: Optional[tuple[int, int]], out_path: Opt
     shape: Optional[tuple[int, ...]] = None
     labels = np.empty(n, dtype=np.int64)
     i = 0
-    # No bar where progress is printed as lines (papermill): it would leave an empty strip in the notebook.
-    with contextlib.ExitStack() as stack, tqdm(total=n, desc=desc, unit="img", mininterval=1.0, leave=False,
-                                               disable=lines_mode()) as bar:
+    # A line that ends as one plain line in a notebook, and leaves nothing in a terminal (repro.progress); none
+    # where progress is printed as lines (papermill).
+    bar = ProgressLine(n, desc, unit="images", enabled=not lines_mode(), interval=1.0, leave=False)
+    with contextlib.ExitStack() as stack:
+        stack.callback(bar.close)  # an error leaves "stopped at" (after the line below, a second close does nothing)
         out = stack.enter_context(_open_for_write(out_path)) if out_path is not None else None
         for payloads, ys, where in plan.batches():
             bad = np.flatnonzero((ys < 0) | (ys >= num_classes))
@@ -343,6 +344,7 @@ def _decode_all(plan: _SplitPlan, size: Optional[tuple[int, int]], out_path: Opt
                 i += 1
             labels[i - len(ys):i] = ys
             bar.update(len(payloads))
+        bar.close(f"{desc}: {i:,} images in {format_seconds(time.perf_counter() - bar.started)}")
     if i != n:
         raise DataError(f"{desc}: expected {n} images, read {i}")
     return images, labels

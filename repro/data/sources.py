@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 from urllib.parse import urlparse
 
+from ..paths import in_repo
 from .registry import DATASETS, DatasetInfo, get_info
 
 # The package's mini copies (repro/_data), beside this package.
@@ -221,7 +222,7 @@ def resolve_source(name: str, data_dir: Union[str, os.PathLike, None] = None) ->
                                        f"{[d.name for d in DATASETS.values() if d.embedded]} ship one")
         return src
     if data_dir is not None:
-        folder = Path(data_dir).expanduser()
+        folder = in_repo(data_dir)  # a relative data_dir is read against the repository, not the working directory
         src = local_source(folder, info, "data_dir")
         if src is None:
             why = "holds no" if folder.is_dir() else "does not exist, so it holds no"
@@ -231,7 +232,7 @@ def resolve_source(name: str, data_dir: Union[str, os.PathLike, None] = None) ->
     tried = []
     env = os.environ.get("REPRO_DATA_DIR")
     if env:
-        root = Path(env).expanduser() / name
+        root = in_repo(env) / name
         src = local_source(root, info, f"$REPRO_DATA_DIR/{name}") if root.is_dir() else None
         if src is not None:
             return src

@@ -161,7 +161,7 @@ class Config(ProbedPretraining):
 
 
 def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-               out_dir: str | Path = "../results", device: str = "auto", length_scale: Optional[float] = None,
+               out_dir: str | Path | None = None, device: str = "auto", length_scale: Optional[float] = None,
                image_size: Optional[int] = None, batch_size: Optional[int] = None,
                warmup_fraction: Optional[float] = None, lr_grids: Optional[dict] = None,
                lr_steps: Optional[dict] = None, fewshot_max_train: Optional[int] = None,

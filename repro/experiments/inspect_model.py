@@ -58,7 +58,7 @@ from ..config import VIT_SIZES
 from ..data import balanced_subset, denormalize, load_split, normalize, resolve_source
 from ..figures import plot_claims as draw_claims
 from ..models import build_model, create_model
-from ..paths import repo_relative
+from ..paths import in_repo, repo_relative
 from ..progress import RunProgress
 from ..rundir import CONFIG_FILE, load_run, redraw_only, RunNotFinished, weights_path, WEIGHTS_FILE
 from ..scales import get_scale
@@ -153,7 +153,7 @@ class Config(Pretraining):
 
 
 def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-               out_dir: str | Path = "../results", device: str = "auto", run_dir: Optional[str] = None,
+               out_dir: str | Path | None = None, device: str = "auto", run_dir: Optional[str] = None,
                pretrained_checkpoint: Optional[str] = None, model: Optional[str] = None,
                image_size: Optional[int] = None, batch_size: Optional[int] = None, steps: Optional[int] = None,
                warmup_steps: Optional[int] = None, lr: Optional[float] = None, inspect_images: Optional[int] = None,
@@ -164,13 +164,16 @@ def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, dat
     """The runs of notebook 07 at ``scale``: the preset, with any parameter that is not None in its place.
     ``run_dir`` (a finished run to inspect instead of training) and ``pretrained_checkpoint`` (an official .npz to
     inspect beside it), when given, are checked: a folder that holds a finished run, a checkpoint file."""
+    # Relative paths are read against the repository, whatever the working directory (repro.paths.in_repo).
+    run_dir = None if run_dir is None else str(in_repo(run_dir))
+    pretrained_checkpoint = None if pretrained_checkpoint is None else str(in_repo(pretrained_checkpoint))
     if run_dir is not None:
         folder = Path(run_dir)
         missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
         if not folder.is_dir() or missing:
             why = "is not a folder" if not folder.is_dir() else f"holds no finished run (no {' or '.join(missing)})"
             raise ValueError(f"notebook 07: run_dir={str(run_dir)!r} {why}; give the folder of a finished run "
-                             "with its weights, e.g. ../results/01_pretrain_and_transfer/cpu/runs/<run>, or leave "
+                             "with its weights, e.g. results/01_pretrain_and_transfer/cpu/runs/<run>, or leave "
                              "run_dir out to train one")
         check_checkpoint_file(weights_path(folder))  # weights that are there but no checkpoint
     if pretrained_checkpoint is not None:

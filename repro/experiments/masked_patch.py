@@ -174,7 +174,7 @@ class Config(ProbedPretraining):
 
 def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None,
                ablation_seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-               out_dir: str | Path = "../results", device: str = "auto", model: Optional[str] = None,
+               out_dir: str | Path | None = None, device: str = "auto", model: Optional[str] = None,
                image_size: Optional[int] = None, batch_size: Optional[int] = None, steps: Optional[int] = None,
                warmup_steps: Optional[int] = None, lr: Optional[float] = None, mpp_lr: Optional[float] = None,
                target_size: Optional[int] = None, finetune_steps: Optional[int] = None,

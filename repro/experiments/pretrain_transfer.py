@@ -42,7 +42,7 @@ from ..data import get_info, resolve_source
 from ..figures import plot_claims as draw_claims, plot_curves
 from ..flops import training_flops
 from ..paper import PAPER
-from ..paths import repo_relative
+from ..paths import in_repo, repo_relative
 from ..progress import RunProgress
 from ..recipes import finetune_recipe
 from ..rundir import load_run, weights_path
@@ -224,7 +224,7 @@ def _transfer(scale: Scale, preset: dict, *, transfer_seeds, paths: dict) -> Tra
 
 
 def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, data_dir: Optional[str] = None,
-               out_dir: str | Path = "../results", device: str = "auto",
+               out_dir: str | Path | None = None, device: str = "auto",
                transfer_seeds: Optional[Sequence[int]] = None,
                pretrained_checkpoint: Optional[str] = ...) -> Config:  # type: ignore[assignment]
     """The runs of notebook 01 at ``scale`` (big_vision's per-experiment ``get_config``); ``seeds`` default to
@@ -238,7 +238,7 @@ def get_config(scale: str = "cpu", *, seeds: Optional[Sequence[int]] = None, dat
             raise ValueError("notebook 01 at scale 'paper' fine-tunes a pre-trained checkpoint: pass "
                              "-p pretrained_checkpoint=<path> (an official .npz such as ViT-B_16.npz, a timm or a "
                              "repro checkpoint)")
-        check_checkpoint_file(pretrained_checkpoint)
+        check_checkpoint_file(in_repo(pretrained_checkpoint))  # a relative path is read against the repository
     the_scale = get_scale(scale)
     main = preset_of(MAIN_PRESETS, scale, "notebook 01 runs at {scales}")
     out = experiment_out(NAME, scale, out_dir)
@@ -369,7 +369,7 @@ def run(config: Config) -> Runs:
 
 
 def run_paper(checkpoint: str, datasets: Sequence[str] = PAPER_DATASETS, *, seeds: Optional[Sequence[int]] = None,
-              data_dir: Optional[str] = None, out_dir: str | Path = "../results", device: str = "auto",
+              data_dir: Optional[str] = None, out_dir: str | Path | None = None, device: str = "auto",
               paper_model: str = "ViT-L/16 (I21k)") -> Runs:
     """Fine-tune a pre-trained ``checkpoint`` (official .npz, timm or repro) on each of ``datasets`` at the
     paper scale's 384 px with App. B.1.1's recipe and Table 4's steps. Data sets that cannot be found are
@@ -387,7 +387,7 @@ def run_paper(checkpoint: str, datasets: Sequence[str] = PAPER_DATASETS, *, seed
             continue
         for seed in config.seeds:
             cfg = dataclasses.replace(config.finetunes[0], dataset=dataset, steps=finetune_recipe(dataset).steps,
-                                      seed=seed, init_from=checkpoint)
+                                      seed=seed, init_from=str(in_repo(checkpoint)))
             _sweep(runs, cfg, lrs=config.finetune_lrs, refit=config.refit, family="ViT", stage="fine-tune",
                    label=f"{cfg.model} fine-tune {dataset} @{cfg.image_size}px seed {seed}", progress=None)
     return runs

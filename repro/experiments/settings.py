@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..config import parse_variant
+from ..paths import results_root
 from ..runconfig import TrainConfig
 from ..scales import PAPER_SETTINGS, PRETRAIN, Scale, settings_rows
 from .probes import Probe
@@ -26,9 +27,11 @@ PRETRAIN_SETTING_ROWS = ("models (ViT / BiT / hybrid)", "pre-training data", "pr
                          "pre-logits layer", "pre-training augmentation")
 
 
-def experiment_out(name: str, scale: str, out_dir: str | Path) -> Path:
-    """Where a notebook's tables, figures and runs go: ``<out_dir>/<notebook>/<scale>`` (created by ``run``)."""
-    return Path(out_dir) / name / scale
+def experiment_out(name: str, scale: str, out_dir: str | Path | None) -> Path:
+    """Where a notebook's tables, figures and runs go: ``<out_dir>/<notebook>/<scale>`` (created by ``run``), an
+    absolute path whatever the working directory: a relative ``out_dir`` is read against the repository, None is
+    the interactive default (``repro.paths.results_root``: ``lab/results`` or ``$REPRO_RESULTS_DIR``)."""
+    return results_root(out_dir) / name / scale
 
 
 def preset_of(presets: dict, scale: str, refusal: str) -> dict:
